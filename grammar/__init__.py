@@ -1,0 +1,1 @@
+"""The cbdsl grammar (cbdsl.lark), shipped inside the package."""

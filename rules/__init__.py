@@ -1,0 +1,1 @@
+"""The built-in rule library: Keras callbacks written as cbdsl rule files."""
