@@ -1,0 +1,1 @@
+"""cbdsl: training policies written as rules, compiled into Keras callbacks."""

@@ -1,0 +1,187 @@
+"""Text to syntax tree: one cached LALR parser; Lark's errors become CbdslSyntaxError in words."""
+
+from __future__ import annotations
+
+import functools
+import os
+from importlib import resources
+
+import lark
+from lark.lexer import PatternStr
+
+from cbdsl.diagnostics import CbdslSyntaxError, Diagnostic, Span
+from cbdsl.nodes import Program
+
+MAX_BYTES = 1 << 20  # a policy is a page of text; 1 MiB is far past any real one
+MAX_DEPTH = 200  # syntax tree levels; deeper input is refused before it is walked
+
+# Terminals that are better described as a class than one by one.
+_WORDS = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "$END": "end of input"}
+_OPERATORS = {"+", "-", "*", "/", "//", "%", "**", "<", "<=", ">", ">=", "==", "!=",
+              "and", "or", "if", ".", "stalls", "improves", "is"}
+_ACTION_START = {"stop", "save", "restore", "print", "warn", "set", "cooldown", "call"}
+# Tokens that can start an expression; when these are acceptable, say "an expression".
+_EXPR_START = {"NAME", "NUMBER", "STRING", "(", "-", "+", "{", "true", "false", "none", "not",
+               "log", "epoch", "epochs", "batch", "batches", "step", "steps"}
+
+
+@functools.cache
+def lark_parser() -> lark.Lark:
+    """The one LALR parser, built on first use (the grammar ships in cbdsl.grammar)."""
+    grammar = resources.files("cbdsl.grammar").joinpath("cbdsl.lark").read_text("utf-8")
+    return lark.Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True,
+                     strict=True, maybe_placeholders=True, cache=_cache_path(grammar))
+
+
+def _cache_path(grammar: str) -> str | bool:
+    # Lark's cache skips the LALR table construction on later imports; keep it
+    # next to other caches and fall back to no cache where that is not writable.
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256((grammar + lark.__version__).encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"cbdsl-lark-{digest}.cache")
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError:
+        return False
+    return path
+
+
+def read_source(path: str | os.PathLike[str]) -> str:
+    """Read a rule file as UTF-8 text, refusing binary and oversized input with E10x."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise CbdslSyntaxError(Diagnostic("E213", f"cannot read rule file: {exc.strerror}",
+                                          path=name)) from None
+    return decode(data, name)
+
+
+def decode(data: bytes, path: str = "<string>") -> str:
+    """Decode bytes as UTF-8, with E103 at the first bad byte and E105 when too large."""
+    if len(data) > MAX_BYTES:
+        raise CbdslSyntaxError(Diagnostic(
+            "E105", f"rule file is larger than {MAX_BYTES // 1024} KiB", path=path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        head = data[:exc.start].decode("utf-8", "replace")
+        line = head.count("\n") + 1
+        column = len(head) - (head.rfind("\n") + 1) + 1
+        source = data.decode("utf-8", "replace")
+        raise CbdslSyntaxError(Diagnostic(
+            "E103", f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8 text",
+            Span.point(line, column, exc.start), path, source)) from None
+
+
+def parse_tree(text: str, path: str = "<string>") -> lark.Tree:
+    """Parse `text` into a Lark tree, raising CbdslSyntaxError on any malformed input."""
+    if len(text) > MAX_BYTES:
+        raise CbdslSyntaxError(Diagnostic(
+            "E105", f"rule file is larger than {MAX_BYTES // 1024} KiB", path=path))
+    try:
+        tree = lark_parser().parse(text)
+    except lark.exceptions.UnexpectedInput as exc:
+        raise CbdslSyntaxError(_diagnose(exc, text, path)) from None
+    _check_depth(tree, text, path)
+    return tree
+
+
+def parse(text: str, path: str = "<string>") -> Program:
+    """Parse rule-file text into a `Program` node.
+
+    Args:
+        text: the rule file's text.
+        path: the name used in diagnostics.
+
+    Returns:
+        The `Program`, not yet checked.
+
+    Raises:
+        CbdslSyntaxError: the text is not a rule file (codes E1xx).
+    """
+    from cbdsl.builder import build
+
+    return build(parse_tree(text, path), text, path)
+
+
+def _check_depth(tree: lark.Tree, text: str, path: str) -> None:
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            meta = node.meta
+            span = Span(meta.line, meta.column, meta.end_line, meta.end_column,
+                        meta.start_pos, meta.end_pos) if not meta.empty else None
+            raise CbdslSyntaxError(Diagnostic(
+                "E104", f"expression nested more than {MAX_DEPTH} levels deep", span, path,
+                text, "split it into smaller expressions or state variables"))
+        stack.extend((child, depth + 1) for child in node.children
+                     if isinstance(child, lark.Tree))
+
+
+def _diagnose(exc: lark.exceptions.UnexpectedInput, text: str, path: str) -> Diagnostic:
+    if isinstance(exc, lark.exceptions.UnexpectedToken) and exc.interactive_parser is not None:
+        expected = describe_expected(exc.interactive_parser.accepts())
+    else:
+        expected = ""
+    suffix = f"; expected {expected}" if expected else ""
+    if isinstance(exc, lark.exceptions.UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        shown = repr(char) if char.isprintable() and char not in "'\"" else f"{ord(char):#04x}"
+        if char in "'\"":
+            return Diagnostic("E101", "unterminated string", Span.point(
+                exc.line, exc.column, exc.pos_in_stream), path, text,
+                "close it with a matching quote on the same line")
+        return Diagnostic("E101", f"unexpected character {shown}",
+                          Span.point(exc.line, exc.column, exc.pos_in_stream), path, text)
+    token = getattr(exc, "token", None)
+    if token is None or token.type == "$END":
+        line = text.count("\n") + 1
+        column = len(text) - (text.rfind("\n") + 1) + 1
+        return Diagnostic("E102", f"unexpected end of input{suffix}",
+                          Span.point(line, column, len(text)), path, text)
+    span = Span(token.line, token.column, token.end_line, token.end_column,
+                token.start_pos, token.end_pos)
+    what = f"name '{token}'" if token.type == "NAME" else f"'{token}'"
+    if token.type in ("NUMBER", "STRING"):
+        what = f"{token.type.lower()} {token}"
+    return Diagnostic("E100", f"unexpected {what}{suffix}", span, path, text)
+
+
+def describe_expected(terminals) -> str:
+    """Turn Lark terminal names into words: `'do', 'when' or an operator`."""
+    parser = lark_parser()
+    literals = {}
+    for name in terminals:
+        if name in _WORDS:
+            literals[name] = name
+            continue
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            continue
+        literals[name] = pattern.value if isinstance(pattern, PatternStr) else name
+    values = set(literals.values())
+    words = []
+    if {"NAME", "NUMBER", "(", "-"} <= values:
+        values -= _EXPR_START
+        words.append("an expression")
+    if _ACTION_START <= values:
+        values -= _ACTION_START | {"log", "NAME"}
+        words.append("an action")
+    operators = bool(values & _OPERATORS)
+    values -= _OPERATORS
+    words = sorted(f"'{v}'" for v in values if v not in _WORDS) + sorted(
+        _WORDS[v] for v in values if v in _WORDS) + words
+    if operators:
+        words.append("an operator")
+    if not words:
+        return ""
+    if len(words) > 8:
+        words = [*words[:7], "..."]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
