@@ -10,6 +10,7 @@ from lark import Token, Transformer, v_args
 
 from cbdsl import nodes as n
 from cbdsl.diagnostics import CbdslSyntaxError, Diagnostic, Span
+from cbdsl.vocab import MODES
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"', "'": "'"}
 _ESCAPE_RE = re.compile(r"\\(.)")
@@ -82,6 +83,15 @@ class Builder(Transformer):
 
     def func_name(self, meta, children):
         return children[0]
+
+    def soft_name(self, meta, children):
+        return children[0]
+
+    def cooldown_word(self, meta, children):
+        return children[0]
+
+    def soft(self, meta, children):
+        return n.Name(str(children[0]), _tspan(children[0]))
 
     def attribute(self, meta, children):
         value, attr = children
@@ -160,6 +170,8 @@ class Builder(Transformer):
 
     def option(self, meta, children):
         token, value = children
+        if str(token) == "mode" and isinstance(value, n.Name) and value.id in MODES:
+            value = n.String(value.id, value.span)  # `mode = max` reads as the string
         return n.Option(_ident(token), value, _span(meta))
 
     def alias(self, meta, children):

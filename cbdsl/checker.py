@@ -1,0 +1,957 @@
+"""Semantic passes over a parsed program: resolve imports and uses, type parameters, collect every diagnostic."""
+
+from __future__ import annotations
+
+import os
+import string
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cbdsl import nodes as n
+from cbdsl import vocab
+from cbdsl.diagnostics import CbdslCheckError, CbdslError, Diagnostic, Span, did_you_mean
+
+REQUIRED = object()  # marks a parameter with no default
+COMMON_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae", "mse",
+                  "val_mse", "auc", "val_auc", "precision", "recall", "learning_rate")
+
+
+@dataclass
+class ParamInfo:
+    """A parameter of a definition: its declared type and constant default."""
+
+    name: str
+    type: str
+    default: Any
+    node: n.ParamDecl
+
+
+@dataclass
+class Definition:
+    """A callback definition ready to instantiate: a `callback` block or a file's top level."""
+
+    name: str
+    params: dict[str, ParamInfo]
+    body: tuple[n.Rule | n.VarDecl, ...]
+    path: str
+    source: str
+    doc: str | None = None
+    node: n.CallbackDef | None = None
+
+    @property
+    def rules(self) -> list[n.Rule]:
+        return [item for item in self.body if isinstance(item, n.Rule)]
+
+    @property
+    def variables(self) -> list[n.VarDecl]:
+        return [item for item in self.body if isinstance(item, n.VarDecl)]
+
+
+@dataclass
+class Instance:
+    """One callback the program produces: a definition and the arguments of its `use`."""
+
+    definition: Definition
+    args: dict[str, n.Expr] = field(default_factory=dict)
+    label: str = ""
+    span: Span | None = None
+
+
+@dataclass
+class CheckedProgram:
+    """A program whose every name, type and reference was checked.
+
+    Attributes:
+        program: the parsed root file.
+        main: the file's top level (its params, vars and rules) as a definition.
+        definitions: callback definitions visible by name.
+        instances: the callbacks to build, in file order.
+        diagnostics: warnings (a CheckedProgram has no errors).
+    """
+
+    program: n.Program
+    main: Definition
+    definitions: dict[str, Definition]
+    instances: list[Instance]
+    diagnostics: list[Diagnostic]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+def library_dirs(base: str | None) -> dict[str, list[Path]]:
+    """Where `use lib.rule` looks for the folder `lib`: next to the file, then CBDSL_PATH."""
+    roots = [Path(base)] if base else [Path.cwd()]
+    roots += [Path(p) for p in os.environ.get("CBDSL_PATH", "").split(os.pathsep) if p]
+    found: dict[str, list[Path]] = defaultdict(list)
+    for root in roots:
+        if root.is_dir():
+            for child in root.iterdir():
+                if child.is_dir() and any(child.glob("*.cbd")):
+                    found[child.name].append(child)
+    found["keras"].append(Path(str(resources.files("cbdsl.rules"))))
+    return found
+
+
+class Checker:
+    """Runs every semantic pass and collects diagnostics instead of stopping at the first."""
+
+    def __init__(self, program: n.Program):
+        self.program = program
+        self.diagnostics: list[Diagnostic] = []
+        self.definitions: dict[str, Definition] = {}
+        self.library_cache: dict[Path, n.Program] = {}
+        self._base = (os.path.dirname(os.path.abspath(program.path))
+                      if program.path not in ("<string>", "") else None)
+
+    # ------------------------------------------------------------ reporting
+    def report(self, code: str, message: str, span: Span | None, where: Definition | n.Program,
+               hint: str | None = None, related: Iterable[tuple[str, str, Span]] = ()) -> None:
+        path = where.path
+        source = where.source
+        self.diagnostics.append(Diagnostic(code, message, span if span and span.line else None,
+                                           path, source, hint, tuple(related)))
+
+    # ---------------------------------------------------------- entry point
+    def run(self) -> CheckedProgram:
+        params: list[n.ParamDecl] = []
+        body: list[n.Rule | n.VarDecl] = []
+        uses: list[tuple[n.Use, n.Program]] = []
+        self._collect(self.program, params, body, uses, [os.path.abspath(self.program.path)])
+        main = Definition(_stem(self.program.path), self._params(params, self.program), tuple(body),
+                          self.program.path, self.program.source)
+        self.check_definition(main)
+        checked_defs: set[str] = set()
+        for definition in list(self.definitions.values()):
+            self.check_definition(definition)
+            checked_defs.add(definition.name)
+        instances: list[Instance] = []
+        if main.rules:
+            instances.append(Instance(main, {}, main.name))
+        for use, where in uses:
+            instance = self._instantiate(use, where, main)
+            if instance is not None:
+                instances.append(instance)
+        if not instances and self.definitions and not main.rules:
+            pass  # a library file: definitions only, instantiated by whoever uses it
+        self._check_cross_conflicts(instances)
+        self.diagnostics.sort(key=lambda d: (d.path, d.span or Span(0, 0, 0, 0)))
+        errors = [d for d in self.diagnostics if d.severity == "error"]
+        if errors:
+            raise CbdslCheckError(self.diagnostics)
+        return CheckedProgram(self.program, main, self.definitions, instances, self.diagnostics)
+
+    # ------------------------------------------------------- imports, defs
+    def _collect(self, program: n.Program, params: list, body: list, uses: list,
+                 stack: list[str]) -> None:
+        for item in program.items:
+            if isinstance(item, n.Import):
+                self._import(item, program, params, body, uses, stack)
+            elif isinstance(item, n.CallbackDef):
+                self._define(item, program)
+            elif isinstance(item, n.ParamDecl):
+                params.append(item)
+            elif isinstance(item, n.Use):
+                uses.append((item, program))
+            else:
+                body.append(item)
+
+    def _import(self, item: n.Import, program: n.Program, params, body, uses, stack) -> None:
+        from cbdsl.parser import parse, read_source
+
+        base = os.path.dirname(os.path.abspath(program.path)) if program.path != "<string>" \
+            else os.getcwd()
+        target = os.path.abspath(os.path.join(base, item.path.value))
+        if target in stack:
+            self.report("E213", f"import cycle: '{item.path.value}' imports itself", item.span,
+                        program, related=[("the cycle starts here", stack[0], Span(1, 1, 1, 2))])
+            return
+        if not os.path.isfile(target):
+            self.report("E213", f"cannot import '{item.path.value}': no such file", item.path.span,
+                        program)
+            return
+        try:
+            imported = parse(read_source(target), target)
+        except CbdslError as exc:
+            self.diagnostics.extend(exc.diagnostics)
+            return
+        self._collect(imported, params, body, uses, [*stack, target])
+
+    def _define(self, item: n.CallbackDef, program: n.Program) -> Definition:
+        definition = Definition(item.name.name, self._params(item.params, program), item.body,
+                                program.path, program.source, item.doc, item)
+        previous = self.definitions.get(item.name.name)
+        if previous is not None and previous.node is not None:
+            self.report("E209", f"callback '{item.name.name}' is defined twice", item.name.span,
+                        program, related=[("first defined here", previous.path,
+                                           previous.node.name.span)])
+        else:
+            self.definitions[item.name.name] = definition
+        return definition
+
+    def _params(self, decls: Iterable[n.ParamDecl], where) -> dict[str, ParamInfo]:
+        params: dict[str, ParamInfo] = {}
+        for decl in decls:
+            name = decl.name.name
+            if name in params:
+                self.report("E209", f"parameter '{name}' is declared twice", decl.name.span, where)
+                continue
+            if decl.type_name is not None:
+                type_name = decl.type_name.name
+                if type_name not in vocab.PARAM_TYPES:
+                    self.report("E212", f"unknown parameter type '{type_name}'",
+                                decl.type_name.span, where,
+                                did_you_mean(type_name, vocab.PARAM_TYPES))
+                default = None if type_name == "python" else REQUIRED
+                params[name] = ParamInfo(name, type_name, default, decl)
+                continue
+            try:
+                value = const_value(decl.default)
+            except NotConstant as exc:
+                self.report("E219", f"the default of '{name}' must be a constant", exc.span, where,
+                            "parameters are typed by constant defaults")
+                continue
+            params[name] = ParamInfo(name, vocab.type_of_value(value), value, decl)
+        return params
+
+    # --------------------------------------------------------------- uses
+    def _resolve_use(self, use: n.Use, where: n.Program) -> Definition | None:
+        dotted = use.dotted
+        if len(use.name) == 1:
+            found = self.definitions.get(dotted)
+            if found is None:
+                self.report("E206", f"no callback named '{dotted}'", use.name[0].span, where,
+                            did_you_mean(dotted, self.definitions) or
+                            "define it with `callback`, import its file, or name its library")
+            return found
+        library, rule = ".".join(i.name for i in use.name[:-1]), use.name[-1].name
+        dirs = library_dirs(self._base).get(library)
+        if not dirs:
+            known = library_dirs(self._base)
+            self.report("E206", f"no rule library named '{library}'", use.name[0].span, where,
+                        did_you_mean(library, known) or f"libraries found: {', '.join(sorted(known))}")
+            return None
+        for folder in dirs:
+            definition = self._library_definition(folder, rule)
+            if definition is not None:
+                return definition
+        names = sorted({p.stem for folder in dirs for p in folder.glob("*.cbd")})
+        self.report("E206", f"library '{library}' has no rule '{rule}'", use.name[-1].span, where,
+                    did_you_mean(rule, names) or f"it has: {', '.join(names)}")
+        return None
+
+    def _library_definition(self, folder: Path, rule: str) -> Definition | None:
+        from cbdsl.parser import parse, read_source
+
+        candidates = [folder / f"{rule}.cbd"] + sorted(folder.glob("*.cbd"))
+        for path in candidates:
+            if not path.is_file():
+                continue
+            if path not in self.library_cache:
+                try:
+                    self.library_cache[path] = parse(read_source(path), str(path))
+                except CbdslError as exc:
+                    self.diagnostics.extend(exc.diagnostics)
+                    self.library_cache[path] = n.Program(())
+            program = self.library_cache[path]
+            for item in program.items:
+                if isinstance(item, n.CallbackDef) and item.name.name == rule:
+                    key = f"{folder.name}.{rule}"
+                    if key not in self.definitions:
+                        sub = Checker(program)
+                        definition = sub._define(item, program)
+                        sub.check_definition(definition)
+                        self.diagnostics.extend(sub.diagnostics)
+                        self.definitions[key] = definition
+                    return self.definitions[key]
+        return None
+
+    def _instantiate(self, use: n.Use, where: n.Program, main: Definition) -> Instance | None:
+        definition = self._resolve_use(use, where)
+        if definition is None:
+            return None
+        names = list(definition.params)
+        args: dict[str, n.Expr] = {}
+        if len(use.args) > len(names):
+            self.report("E203", f"'{use.dotted}' takes {len(names)} arguments, "
+                        f"{len(use.args)} given", use.span, where)
+        for name, value in zip(names, use.args, strict=False):
+            args[name] = value
+        for keyword in use.keywords:
+            name = keyword.name.name
+            if name not in definition.params:
+                self.report("E212", f"'{use.dotted}' has no parameter '{name}'", keyword.name.span,
+                            where, did_you_mean(name, names))
+                continue
+            if name in args:
+                self.report("E212", f"parameter '{name}' is given twice", keyword.name.span, where)
+            args[name] = keyword.value
+        for name, info in definition.params.items():
+            if info.default is REQUIRED and name not in args:
+                self.report("E212", f"'{use.dotted}' needs a value for '{name}' ({info.type})",
+                            use.span, where)
+        scope = Scope(main, None)
+        for name, value in args.items():
+            given = scope.infer(value, self, None)
+            declared = definition.params[name].type
+            if given != "any" and not vocab.accepts(declared, _numeric(given, declared)):
+                self.report("E221", f"'{name}' takes {declared}, got {given}", value.span, where)
+        return Instance(definition, args, use.dotted, use.span)
+
+    # ------------------------------------------------------- definitions
+    def check_definition(self, definition: Definition) -> None:
+        scope = Scope(definition, self)
+        for var in definition.variables:
+            name = var.name.name
+            if name in definition.params:
+                self.report("E209", f"'{name}' is both a parameter and a state variable",
+                            var.name.span, definition)
+            elif name in scope.variables:
+                self.report("E209", f"state variable '{name}' is declared twice", var.name.span,
+                            definition)
+            else:
+                scope.variables[name] = scope.infer(var.value, self, None)
+        for rule in definition.rules:
+            scope.collect_trackers(rule, self)
+        for rule in definition.rules:
+            RuleChecker(self, scope, rule).check()
+        self._check_conflicts(definition)
+        read = {name for rule in definition.rules for name in names_read(rule)}
+        for var in definition.variables:
+            if var.name.name not in read:
+                self.report("W203", f"state variable '{var.name.name}' is never read",
+                            var.name.span, definition)
+
+    def _check_conflicts(self, definition: Definition) -> None:
+        writers: dict[tuple[str, str, Any], list[tuple[n.Rule, Span]]] = defaultdict(list)
+        for rule in definition.rules:
+            priority = rule_priority(rule, definition)
+            for event in rule_events(rule):
+                for target, span in written_targets(rule):
+                    writers[(event, target, priority)].append((rule, span))
+        for (event, target, _), entries in writers.items():
+            for (_, span), (_, first) in zip(entries[1:], entries, strict=False):
+                self.report("E207", f"two rules write {target} at {event} in no declared order",
+                            span, definition,
+                            "give one rule a priority, or merge the rules",
+                            [("the other write is here", definition.path, first)])
+
+    def _check_cross_conflicts(self, instances: list[Instance]) -> None:
+        seen: dict[tuple[str, str], Instance] = {}
+        for instance in instances:
+            for rule in instance.definition.rules:
+                for event in rule_events(rule):
+                    for target, _ in written_targets(rule):
+                        if not target.startswith("lr"):
+                            continue
+                        key = (event, target)
+                        earlier = seen.get(key)
+                        if earlier is not None and earlier is not instance:
+                            self.report(
+                                "E207", f"'{earlier.label}' and '{instance.label}' both write "
+                                f"{target} at {event}", instance.span or rule.span,
+                                self.program, "the later callback in the list would win "
+                                "silently: keep one writer per target and event")
+                        seen.setdefault(key, instance)
+
+
+# -------------------------------------------------------------- rule checks
+
+
+class Scope:
+    """What names mean inside one definition: parameters, variables, trackers."""
+
+    def __init__(self, definition: Definition, checker: Checker | None):
+        self.definition = definition
+        self.params = definition.params
+        self.variables: dict[str, str] = {}
+        self.trackers: dict[str, n.Stalls | n.Improves] = {}
+
+    def collect_trackers(self, rule: n.Rule, checker: Checker) -> None:
+        for node in walk(rule.condition):
+            if isinstance(node, n.Stalls | n.Improves) and node.alias is not None:
+                name = node.alias.name
+                if name in self.trackers or name in self.params or name in self.variables:
+                    checker.report("E209", f"'{name}' is already defined", node.alias.span,
+                                   self.definition)
+                else:
+                    self.trackers[name] = node
+
+    def infer(self, expr: n.Expr, checker: Checker, event: vocab.Event | None) -> str:
+        """The type of `expr`: int, float, number, bool, str, table, none or any."""
+        t = type(expr)
+        if t is n.Number:
+            return "int" if isinstance(expr.value, int) else "float"
+        if t is n.String:
+            return "str"
+        if t is n.Bool:
+            return "bool"
+        if t is n.NoneLit:
+            return "none"
+        if t is n.Table:
+            return "table"
+        if t is n.Name:
+            if expr.id in self.params:
+                return self.params[expr.id].type
+            if expr.id in self.variables:
+                return self.variables[expr.id]
+            if expr.id in ("epoch", "batch", "step", "epochs", "verbose"):
+                return "int"
+            return "any" if expr.id in ("steps", "logs") else "number"
+        if t is n.Attribute:
+            return "any" if expr.attr.name == "best" else "number"
+        if t in (n.Compare, n.BoolOp, n.Stalls, n.Improves, n.IsNan, n.IsFinite):
+            return "bool"
+        if t is n.Unary:
+            return "bool" if expr.op == "not" else self.infer(expr.operand, checker, event)
+        if t is n.BinOp:
+            left = self.infer(expr.left, checker, event)
+            right = self.infer(expr.right, checker, event)
+            if expr.op in ("+",) and left == right == "str":
+                return "str"
+            if left == right == "int" and expr.op in ("+", "-", "*", "//", "%", "**"):
+                return "int"
+            return "number"
+        if t is n.Conditional:
+            a, b = self.infer(expr.then, checker, event), self.infer(expr.orelse, checker, event)
+            return a if a == b else "any"
+        if t is n.Call:
+            name = expr.func.name
+            if name in ("floor", "ceil", "int"):
+                return "int"
+            if name == "has":
+                return "bool"
+            if name in ("lookup", "piecewise", "metric"):
+                return "any"
+            return "number"
+        return "any"
+
+
+def _numeric(given: str, declared: str) -> str:
+    if given == "number" and declared in ("int", "float"):
+        return declared
+    return given
+
+
+class RuleChecker:
+    """Checks one rule: events, filters, condition, actions."""
+
+    def __init__(self, checker: Checker, scope: Scope, rule: n.Rule):
+        self.checker, self.scope, self.rule = checker, scope, rule
+        self.definition = scope.definition
+        self.events: list[vocab.Event] = []
+
+    def report(self, code, message, span, hint=None, related=()):
+        self.checker.report(code, message, span, self.definition, hint, related)
+
+    def check(self) -> None:
+        for ident in self.rule.events:
+            event = vocab.resolve_event(ident.name)
+            if event is None:
+                names = [*vocab.EVENTS, *vocab.EVENT_ALIASES]
+                self.report("E201", f"unknown event '{ident.name}'", ident.span,
+                            did_you_mean(ident.name, names) or
+                            "events: " + ", ".join(vocab.EVENTS))
+            else:
+                self.events.append(event)
+        if not self.events:
+            return
+        for f in self.rule.filters:
+            self.check_filter(f)
+        if self.rule.priority is not None:
+            self.check_count(self.rule.priority.value, "priority", allow_negative=True)
+        if self.rule.condition is not None:
+            self.check_expr(self.rule.condition, top=True)
+            kind = self.scope.infer(self.rule.condition, self.checker, None)
+            if kind in ("str", "table"):
+                self.report("E221", f"a condition must be true or false, not a {kind}",
+                            self.rule.condition.span)
+        for action in self.rule.actions:
+            self.check_action(action)
+
+    # -- filters
+    def check_filter(self, f: n.Filter) -> None:
+        kind = type(f).__name__.lower()
+        count = f.at if isinstance(f, n.Once) else f.count
+        self.check_count(count, kind, positive=isinstance(f, n.Every))
+        unit = f.unit.name if f.unit else None
+        for event in self.events:
+            counter = filter_counter(unit, event)
+            if counter is None:
+                span = f.unit.span if f.unit else f.span
+                what = f"'{unit}'" if unit else "a counter"
+                self.report("E217", f"'{kind}' counts {what}, which {event.name} does not have",
+                            span, "epoch counters exist in epoch and train events, batch counters "
+                            "in batch events, steps in train batch events")
+
+    def check_count(self, expr: n.Expr, what: str, positive=False, allow_negative=False) -> None:
+        self.check_expr(expr)
+        try:
+            value = const_value(expr, self.scope.params)
+        except NotConstant:
+            kind = self.scope.infer(expr, self.checker, None)
+            if kind not in ("int", "any", "number"):
+                self.report("E204", f"{what} must be an integer, not a {kind}", expr.span)
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.report("E204", f"{what} must be an integer, got {value!r}", expr.span,
+                        f"use {int(value)}" if isinstance(value, float) and value == int(value)
+                        else None)
+        elif positive and value < 1:
+            self.report("E204", f"{what} must be at least 1, got {value}", expr.span)
+        elif value < 0 and not allow_negative:
+            self.report("E204", f"{what} must not be negative, got {value}", expr.span)
+
+    # -- expressions
+    def check_expr(self, expr: n.Expr | None, top=False) -> None:
+        for node in walk(expr):
+            t = type(node)
+            if t is n.Name:
+                self.check_name(node)
+            elif t is n.Attribute:
+                self.check_attribute(node)
+            elif t is n.Call:
+                self.check_call(node)
+            elif t in (n.Stalls, n.Improves):
+                self.check_tracker(node, top)
+            elif t is n.BinOp:
+                for side in (node.left, node.right):
+                    kind = self.scope.infer(side, self.checker, None)
+                    if kind in ("str", "table", "bool") and not (
+                            node.op == "+" and kind == "str"
+                            and self.scope.infer(node.left, self.checker, None) == "str"
+                            and self.scope.infer(node.right, self.checker, None) == "str"):
+                        self.report("E221", f"'{node.op}' needs numbers, not a {kind}", side.span)
+
+    def check_name(self, node: n.Name) -> None:
+        name = node.id
+        if name in self.scope.params or name in self.scope.variables:
+            return
+        if name in self.scope.trackers:
+            self.report("E221", f"'{name}' is a tracker; read one of its fields",
+                        node.span, f"e.g. {name}.best, {name}.wait")
+            return
+        if name in vocab.BUILTIN_NAMES:
+            if name == "logs":
+                self.report("E214", "'logs' can only be passed to `call`", node.span)
+            for event in self.events:
+                why = vocab.name_available(name, event)
+                if why:
+                    self.report("E214", f"{why}, not in {event.name}", node.span)
+            return
+        known = [*self.scope.params, *self.scope.variables, *vocab.BUILTIN_NAMES]
+        hint = did_you_mean(name, known)
+        if hint is None and name not in COMMON_METRICS:
+            hint = did_you_mean(name, COMMON_METRICS)
+        if hint:
+            self.checker.report("W201", f"'{name}' is read as a log metric", node.span,
+                                self.definition, hint)
+
+    def check_attribute(self, node: n.Attribute) -> None:
+        name = node.value.name
+        if name not in self.scope.trackers:
+            self.report("E206", f"no tracker named '{name}'", node.value.span,
+                        did_you_mean(name, self.scope.trackers) or
+                        "name one with `X stalls N as NAME`")
+        elif node.attr.name not in vocab.TRACKER_FIELDS:
+            self.report("E210", f"trackers have no field '{node.attr.name}'", node.attr.span,
+                        did_you_mean(node.attr.name, vocab.TRACKER_FIELDS) or
+                        "fields: " + ", ".join(vocab.TRACKER_FIELDS))
+
+    def check_call(self, node: n.Call) -> None:
+        name = node.func.name
+        function = vocab.FUNCTIONS.get(name)
+        if function is None:
+            self.report("E202", f"unknown function '{name}'", node.func.span,
+                        did_you_mean(name, vocab.FUNCTIONS) or
+                        "functions: " + ", ".join(vocab.FUNCTIONS))
+            return
+        if node.keywords:
+            self.report("E203", f"'{name}' takes no keyword arguments", node.keywords[0].span)
+        count = len(node.args)
+        high = function.max_args
+        if count < function.min_args or (high is not None and count > high):
+            want = (f"{function.min_args}" if high == function.min_args else
+                    f"{function.min_args} or more" if high is None else
+                    f"{function.min_args} to {high}")
+            self.report("E203", f"'{name}' takes {want} arguments, {count} given", node.span)
+            return
+        if function.numeric:
+            for arg in node.args:
+                kind = self.scope.infer(arg, self.checker, None)
+                if kind in ("str", "table", "bool", "none"):
+                    self.report("E203", f"'{name}' needs numbers, got a {kind}", arg.span)
+        elif name in ("lookup", "piecewise"):
+            kind = self.scope.infer(node.args[0], self.checker, None)
+            if kind not in ("table", "any"):
+                self.report("E203", f"'{name}' needs a table first, got a {kind}",
+                            node.args[0].span, "a table is written {3: 0.05, 6: 0.01}")
+        elif name in ("metric", "has"):
+            kind = self.scope.infer(node.args[0], self.checker, None)
+            if kind not in ("str", "any"):
+                self.report("E203", f"'{name}' needs a metric name (a string), got a {kind}",
+                            node.args[0].span)
+
+    def check_tracker(self, node: n.Stalls | n.Improves, top: bool) -> None:
+        kind = "stalls" if isinstance(node, n.Stalls) else "improves"
+        if isinstance(node, n.Stalls):
+            self.check_count(node.count, "the patience of 'stalls'")
+        allowed = vocab.TRACKER_OPTIONS[kind]
+        seen = set()
+        for option in node.options:
+            name = option.name.name
+            if name not in allowed:
+                self.report("E210", f"'{kind}' has no option '{name}'", option.name.span,
+                            did_you_mean(name, allowed) or "options: " + ", ".join(allowed))
+                continue
+            if name in seen:
+                self.report("E218", f"option '{name}' given twice", option.name.span)
+            seen.add(name)
+            if name == "mode":
+                self.check_mode(option.value, node)
+            else:
+                kind_given = self.scope.infer(option.value, self.checker, None)
+                want = ("bool",) if name == "weights" else ("int", "float", "number", "none",
+                                                             "any")
+                if kind_given not in (*want, "any"):
+                    self.report("E211", f"option '{name}' takes a number, not a {kind_given}"
+                                if name != "weights" else
+                                f"option 'weights' takes true or false, not a {kind_given}",
+                                option.value.span)
+        mode = mode_of(node, self.scope.params)
+        if mode in ("auto", None) and metric_name_of(node.subject, self.scope.params) is None \
+                and not any(o.name.name == "mode" and not _const_ok(o.value, self.scope.params)
+                            for o in node.options):
+            self.report("E220", "mode 'auto' needs the subject to be a metric name",
+                        node.subject.span, "add `with mode = \"min\"` or `\"max\"`")
+        for event in self.events:
+            if event.level == "run" and event.name != "train_end":
+                self.report("E205", f"'{kind}' needs a counter; {event.name} has none",
+                            node.span)
+
+    def check_mode(self, value: n.Expr, node) -> None:
+        try:
+            mode = const_value(value, self.scope.params)
+        except NotConstant:
+            if self.scope.infer(value, self.checker, None) not in ("str", "any"):
+                self.report("E211", "mode must be 'min', 'max' or 'auto'", value.span)
+            return
+        if mode not in vocab.MODES:
+            self.report("E211", f"mode must be 'min', 'max' or 'auto', got {mode!r}", value.span,
+                        did_you_mean(str(mode), vocab.MODES))
+
+    # -- actions
+    def check_action(self, action: n.Action) -> None:
+        kind = type(action).__name__.lower()
+        allowed = vocab.ACTION_EVENTS.get(kind)
+        if allowed is not None:
+            for event in self.events:
+                if event.name not in allowed:
+                    self.report("E205", f"'{_action_word(action)}' is not allowed in {event.name}",
+                                action.span, _action_hint(kind))
+        if isinstance(action, n.Assign):
+            if action.target.name not in vocab.TARGETS:
+                hint = did_you_mean(action.target.name, vocab.TARGETS)
+                if action.target.name in self.scope.variables:
+                    hint = f"state variables are written with `set {action.target.name} = ...`"
+                self.report("E208", f"cannot assign to '{action.target.name}'", action.target.span,
+                            hint or "targets: " + ", ".join(vocab.TARGETS))
+            self.check_number(action.value)
+        elif isinstance(action, n.Set):
+            if action.var.name not in self.scope.variables:
+                self.report("E206", f"no state variable named '{action.var.name}'",
+                            action.var.span, did_you_mean(action.var.name, self.scope.variables)
+                            or f"declare it with `var {action.var.name} = 0`")
+            self.check_expr(action.value)
+        elif isinstance(action, n.Log):
+            self.check_expr(action.value)
+        elif isinstance(action, n.Save | n.Print | n.Warn):
+            self.check_template(action.path if isinstance(action, n.Save) else action.template)
+            if isinstance(action, n.Save) and action.kind == "weights":
+                self.check_weights_path(action.path)
+        elif isinstance(action, n.Restore):
+            self.resolve_restore(action)
+        elif isinstance(action, n.Cooldown):
+            self.check_count(action.count, "cooldown")
+            if not any(isinstance(x, n.Stalls) for x in walk(self.rule.condition)):
+                self.report("E205", "'cooldown' needs a 'stalls' predicate in the same rule",
+                            action.span)
+        elif isinstance(action, n.CallPython):
+            info = self.scope.params.get(action.func.name)
+            if info is None or info.type != "python":
+                self.report("E216", f"'{action.func.name}' is not a Python hook parameter",
+                            action.func.span, "declare it as `NAME: python` in the callback's "
+                            "parameters; only the caller's Python code can fill it")
+            for arg in (*action.args, *(k.value for k in action.keywords)):
+                if not (isinstance(arg, n.Name) and arg.id == "logs"):
+                    self.check_expr(arg)
+
+    def check_number(self, expr: n.Expr) -> None:
+        self.check_expr(expr)
+        kind = self.scope.infer(expr, self.checker, None)
+        if kind in ("str", "table", "bool", "none"):
+            self.report("E221", f"the learning rate must be a number, not a {kind}", expr.span)
+
+    def check_template(self, expr: n.Expr) -> None:
+        self.check_expr(expr)
+        if isinstance(expr, n.String):
+            problem = template_problem(expr.value)
+            if problem:
+                self.report("E215", problem, expr.span,
+                            "fields are plain names with an optional format spec: "
+                            "{val_loss:.4f}")
+        elif self.scope.infer(expr, self.checker, None) not in ("str", "any"):
+            self.report("E221", "a template must be a string", expr.span)
+
+    def check_weights_path(self, expr: n.Expr) -> None:
+        try:
+            value = const_value(expr, self.scope.params)
+        except NotConstant:
+            return
+        if isinstance(value, str) and not value.endswith(".weights.h5"):
+            self.report("E211", "a weights file name must end in .weights.h5 (as Keras requires)",
+                        expr.span)
+
+    def resolve_restore(self, action: n.Restore) -> None:
+        if action.tracker is not None:
+            if action.tracker.name not in self.scope.trackers:
+                self.report("E206", f"no tracker named '{action.tracker.name}'",
+                            action.tracker.span, did_you_mean(action.tracker.name,
+                                                              self.scope.trackers))
+            return
+        here = [x for x in walk(self.rule.condition) if isinstance(x, n.Stalls | n.Improves)]
+        if len(here) == 1:
+            return
+        if not here and len(self.scope.trackers) == 1:
+            return
+        self.report("E206", "which best weights? name the tracker: `restore best weights of NAME`",
+                    action.span, "give the predicate a name with `as NAME`")
+
+
+# ------------------------------------------------------------------ helpers
+
+
+class NotConstant(Exception):
+    def __init__(self, span: Span):
+        self.span = span
+
+
+def const_value(expr: n.Expr | None, params: dict[str, ParamInfo] | None = None) -> Any:
+    """The value of a constant expression (literals, tables, params' defaults), else NotConstant."""
+    t = type(expr)
+    if t in (n.Number, n.String, n.Bool):
+        return expr.value
+    if t is n.NoneLit:
+        return None
+    if t is n.Name and expr.id == "inf":
+        return float("inf")
+    if t is n.Name and params and expr.id in params and params[expr.id].default is not REQUIRED:
+        return params[expr.id].default
+    if t is n.Unary and expr.op in "+-":
+        value = const_value(expr.operand, params)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return -value if expr.op == "-" else value
+    if t is n.Table:
+        return {const_value(k, params): const_value(v, params) for k, v in expr.entries}
+    raise NotConstant(expr.span if expr is not None else Span(0, 0, 0, 0))
+
+
+def _const_ok(expr, params) -> bool:
+    try:
+        const_value(expr, params)
+    except NotConstant:
+        return False
+    return True
+
+
+def walk(expr: Any) -> Iterator[Any]:
+    """Every node under `expr` (itself included), depth first, without recursion."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        yield node
+        t = type(node)
+        if t in (n.BinOp, n.BoolOp):
+            stack += (node.right, node.left)
+        elif t is n.Unary:
+            stack.append(node.operand)
+        elif t is n.Compare:
+            stack += [e for _, e in reversed(node.rest)] + [node.first]
+        elif t is n.Conditional:
+            stack += (node.orelse, node.cond, node.then)
+        elif t in (n.Call, n.CallPython):
+            stack += [k.value for k in node.keywords] + list(reversed(node.args))
+        elif t is n.Table:
+            for key, value in reversed(node.entries):
+                stack += (value, key)
+        elif t is n.Stalls:
+            stack += [o.value for o in node.options] + [node.count, node.subject]
+        elif t is n.Improves:
+            stack += [o.value for o in node.options] + [node.subject]
+        elif t in (n.IsNan, n.IsFinite):
+            stack.append(node.subject)
+
+
+def rule_events(rule: n.Rule) -> list[str]:
+    events = []
+    for ident in rule.events:
+        event = vocab.resolve_event(ident.name)
+        if event is not None:
+            events.append(event.name)
+    return events
+
+
+def rule_priority(rule: n.Rule, definition: Definition) -> Any:
+    if rule.priority is None:
+        return 0
+    try:
+        return const_value(rule.priority.value, definition.params)
+    except NotConstant:
+        return 0
+
+
+def written_targets(rule: n.Rule) -> list[tuple[str, Span]]:
+    """The targets a rule writes: the learning rate, log keys, variables, model weights."""
+    out = []
+    for action in rule.actions:
+        if isinstance(action, n.Assign):
+            out.append(("lr" if action.target.name in vocab.TARGETS else action.target.name,
+                        action.span))
+        elif isinstance(action, n.Log):
+            out.append((f"logs['{action.key.name}']", action.span))
+        elif isinstance(action, n.Set) and action.op == "=":
+            out.append((f"'{action.var.name}'", action.span))
+        elif isinstance(action, n.Restore):
+            out.append(("the model weights", action.span))
+    return out
+
+
+def names_read(rule: n.Rule) -> set[str]:
+    found = set()
+    exprs = [rule.condition, *(getattr(f, "count", None) or getattr(f, "at", None)
+                               for f in rule.filters)]
+    for action in rule.actions:
+        for attr in ("value", "path", "template", "count"):
+            exprs.append(getattr(action, attr, None))
+        if isinstance(action, n.Set) and action.op != "=":
+            found.add(action.var.name)
+        if isinstance(action, n.CallPython):
+            exprs += [*action.args, *(k.value for k in action.keywords)]
+    for expr in exprs:
+        for node in walk(expr):
+            if isinstance(node, n.Name):
+                found.add(node.id)
+            elif isinstance(node, n.String):
+                found.update(template_fields(node.value))
+    return found
+
+
+def filter_counter(unit: str | None, event: vocab.Event) -> str | None:
+    """Which counter a filter reads in `event` (`epoch`, `batch`, `step`), or None."""
+    if unit is None:
+        return {"epoch": "epoch", "batch": "batch"}.get(event.level)
+    base = unit.rstrip("es") if unit.endswith("ches") else unit.rstrip("s")
+    base = {"batch": "batch", "epoch": "epoch", "step": "step"}.get(base, base)
+    if base == "epoch":
+        return "epoch" if event.phase == "train" and event.name != "train_begin" else None
+    if base == "batch":
+        return "batch" if event.level == "batch" else None
+    if base == "step":
+        return "step" if event.level == "batch" and event.phase == "train" else None
+    return None
+
+
+def mode_of(node: n.Stalls | n.Improves, params) -> Any:
+    for option in node.options:
+        if option.name.name == "mode":
+            try:
+                return const_value(option.value, params)
+            except NotConstant:
+                return None
+    return "auto"
+
+
+def metric_name_of(expr: n.Expr, params: dict[str, ParamInfo] | None = None) -> str | None:
+    """The metric a predicate watches: `val_loss`, or `metric(monitor)` with a str param."""
+    if isinstance(expr, n.Name) and expr.id not in vocab.BUILTIN_NAMES and not (
+            params and expr.id in params):
+        return expr.id
+    if isinstance(expr, n.Name) and expr.id in ("lr", "learning_rate"):
+        return expr.id
+    if isinstance(expr, n.Call) and expr.func.name == "metric" and len(expr.args) == 1:
+        arg = expr.args[0]
+        if isinstance(arg, n.String):
+            return arg.value
+        if isinstance(arg, n.Name) and params and arg.id in params:
+            return "<param>"
+    return None
+
+
+_FORMATTER = string.Formatter()
+
+
+def template_fields(text: str) -> list[str]:
+    try:
+        return [name for _, name, _, _ in _FORMATTER.parse(text) if name]
+    except ValueError:
+        return []
+
+
+def template_problem(text: str) -> str | None:
+    """Why a template is refused (attribute or index access, conversions, bad braces)."""
+    try:
+        parts = list(_FORMATTER.parse(text))
+    except ValueError as exc:
+        return f"malformed template: {exc}"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not name.isidentifier():
+            return (f"template field '{{{name}}}' must be a plain name" if name else
+                    "template fields must be named: '{}' is not allowed")
+        if conversion:
+            return f"template field '{{{name}!{conversion}}}' uses a conversion; drop '!{conversion}'"
+        if spec and "{" in spec:
+            return f"template field '{{{name}}}' has a nested field in its format spec"
+    return None
+
+
+def _action_word(action) -> str:
+    return {"Assign": "assigning the learning rate", "Stop": "stop",
+            "Restore": "restore best weights", "Cooldown": "cooldown"}.get(
+        type(action).__name__, type(action).__name__.lower())
+
+
+def _action_hint(kind: str) -> str | None:
+    return {"assign": "the learning rate is set in train events (train_*, epoch_*, "
+                      "train_batch_*)",
+            "stop": "stop in epoch or batch events",
+            "restore": "weights are restored in train events"}.get(kind)
+
+
+def _stem(path: str) -> str:
+    base = os.path.basename(path)
+    stem = base[:-4] if base.endswith(".cbd") else base
+    return stem if stem.isidentifier() else "policy"
+
+
+def check(program: n.Program) -> CheckedProgram:
+    """Check a parsed program.
+
+    Args:
+        program: a `Program` from `cbdsl.parse`.
+
+    Returns:
+        A `CheckedProgram`; its `diagnostics` hold any warnings.
+
+    Raises:
+        CbdslCheckError: with every error found (codes E2xx), not just the first.
+    """
+    return Checker(program).run()

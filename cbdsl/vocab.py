@@ -1,0 +1,222 @@
+"""The vocabulary, one source of truth: events and their Keras hooks, names, targets, functions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Keras callback hook as the language names it.
+
+    Attributes:
+        name: the event name in rule files (`epoch_end`).
+        hook: the `keras.callbacks.Callback` method it compiles to.
+        phase: `train`, `test` or `predict`.
+        level: `run` (begin/end of fit, evaluate, predict), `epoch` or `batch`.
+    """
+
+    name: str
+    hook: str
+    phase: str
+    level: str
+
+    @property
+    def is_end(self) -> bool:
+        return self.name.endswith("_end")
+
+
+EVENTS: dict[str, Event] = {
+    e.name: e
+    for e in [
+        Event("train_begin", "on_train_begin", "train", "run"),
+        Event("train_end", "on_train_end", "train", "run"),
+        Event("epoch_begin", "on_epoch_begin", "train", "epoch"),
+        Event("epoch_end", "on_epoch_end", "train", "epoch"),
+        Event("train_batch_begin", "on_train_batch_begin", "train", "batch"),
+        Event("train_batch_end", "on_train_batch_end", "train", "batch"),
+        Event("test_begin", "on_test_begin", "test", "run"),
+        Event("test_end", "on_test_end", "test", "run"),
+        Event("test_batch_begin", "on_test_batch_begin", "test", "batch"),
+        Event("test_batch_end", "on_test_batch_end", "test", "batch"),
+        Event("predict_begin", "on_predict_begin", "predict", "run"),
+        Event("predict_end", "on_predict_end", "predict", "run"),
+        Event("predict_batch_begin", "on_predict_batch_begin", "predict", "batch"),
+        Event("predict_batch_end", "on_predict_batch_end", "predict", "batch"),
+    ]
+}
+
+# `batch_end` is Keras's own alias of `train_batch_end` (Callback.on_batch_end).
+EVENT_ALIASES = {"batch_begin": "train_batch_begin", "batch_end": "train_batch_end"}
+
+
+def resolve_event(name: str) -> Event | None:
+    return EVENTS.get(EVENT_ALIASES.get(name, name))
+
+
+# ------------------------------------------------------------------ names
+
+# Built-in names readable in conditions, with the events where they exist.
+# Every other plain name that is not a parameter or a state variable is a
+# log metric (`val_loss`), looked up in the event's logs when the rule runs.
+BUILTIN_NAMES: dict[str, str] = {
+    "epoch": "the 0-based epoch index (Keras's `epoch` argument)",
+    "batch": "the 0-based batch index within the epoch (batch events)",
+    "step": "train batches completed since training began (train batch events)",
+    "lr": "the optimizer's learning rate, as a float",
+    "learning_rate": "the optimizer's learning rate, as a float (same as lr)",
+    "epochs": "the number of epochs passed to fit (`params['epochs']`)",
+    "steps": "the number of steps per epoch (`params['steps']`), or none",
+    "verbose": "the verbosity passed to fit (`params['verbose']`)",
+    "inf": "positive infinity",
+    "logs": "the logs dict of the event (only as an argument of `call`)",
+}
+
+
+def name_available(name: str, event: Event) -> str | None:
+    """Why `name` cannot be read in `event`, or None when it can."""
+    if name == "batch" and event.level != "batch":
+        return "'batch' exists only in batch events"
+    if name == "step" and not (event.level == "batch" and event.phase == "train"):
+        return "'step' exists only in train batch events"
+    if name == "epoch" and (event.phase != "train" or event.name == "train_begin"):
+        return "'epoch' exists only in epoch, train batch and train_end events"
+    if name in ("lr", "learning_rate") and event.phase == "predict":
+        return "the learning rate is not read in predict events"
+    return None
+
+
+# ---------------------------------------------------------------- targets
+
+TARGETS = {"lr": "the optimizer's learning rate", "learning_rate": "same as lr"}
+TRAIN_EVENTS = frozenset(e.name for e in EVENTS.values() if e.phase == "train")
+
+# Actions and the events that allow them (absent: every event).
+ACTION_EVENTS: dict[str, frozenset[str]] = {
+    "assign": TRAIN_EVENTS,
+    "restore": TRAIN_EVENTS,
+    "stop": frozenset(e.name for e in EVENTS.values() if not (e.level == "run" and e.is_end)),
+    "cooldown": frozenset(e.name for e in EVENTS.values() if e.level != "run"),
+}
+
+# ------------------------------------------------------- stateful predicates
+
+MODES = ("auto", "min", "max")
+TRACKER_OPTIONS: dict[str, dict[str, str]] = {
+    "stalls": {
+        "mode": "'min', 'max' or 'auto' (Keras's rule: loss goes down, else the metric's "
+                "own direction, else an error)",
+        "min_delta": "the least change that counts as an improvement (sign ignored)",
+        "baseline": "a value to beat before patience is reset",
+        "weights": "keep the weights of the best check, for `restore best weights`",
+    },
+    "improves": {
+        "mode": "'min', 'max' or 'auto'",
+        "min_delta": "the least change that counts as an improvement (sign ignored)",
+        "baseline": "the initial best value to beat",
+        "weights": "keep the weights of the best check, for `restore best weights`",
+    },
+}
+TRACKER_FIELDS = {
+    "best": "the best value seen so far (none before the first check)",
+    "wait": "checks since the last improvement",
+    "best_epoch": "the epoch of the best value",
+    "value": "the value seen at the latest check",
+}
+
+# ---------------------------------------------------------------- functions
+
+
+@dataclass(frozen=True)
+class Function:
+    """A safe built-in function: fixed arity bounds and a pure implementation."""
+
+    name: str
+    min_args: int
+    max_args: int | None
+    impl: Callable[..., Any]
+    doc: str
+    numeric: bool = True  # every argument must be a number
+
+
+def _lookup(table: dict, key: Any, default: Any = None) -> Any:
+    return table.get(key, default)
+
+
+def _piecewise(table: dict, x: float, default: Any = None) -> Any:
+    # the value of the largest key not above x: a step schedule
+    best = None
+    for key in sorted(table):
+        if key <= x:
+            best = key
+    return default if best is None else table[best]
+
+
+def _round(x: float, ndigits: int | None = None) -> float:
+    return round(x, ndigits) if ndigits is not None else round(x)
+
+
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in [
+        Function("min", 1, None, min, "the smallest argument"),
+        Function("max", 1, None, max, "the largest argument"),
+        Function("abs", 1, 1, abs, "absolute value"),
+        Function("exp", 1, 1, math.exp, "e to the power x"),
+        Function("log", 1, 2, math.log, "natural logarithm, or log(x, base)"),
+        Function("sqrt", 1, 1, math.sqrt, "square root"),
+        Function("floor", 1, 1, math.floor, "largest integer not above x"),
+        Function("ceil", 1, 1, math.ceil, "smallest integer not below x"),
+        Function("round", 1, 2, _round, "round to an integer, or to n digits"),
+        Function("cos", 1, 1, math.cos, "cosine (radians)"),
+        Function("sin", 1, 1, math.sin, "sine (radians)"),
+        Function("tanh", 1, 1, math.tanh, "hyperbolic tangent"),
+        Function("pow", 2, 2, math.pow, "x to the power y"),
+        Function("clip", 3, 3, lambda x, lo, hi: min(max(x, lo), hi), "x limited to [lo, hi]"),
+        Function("float", 1, 1, float, "as a float"),
+        Function("int", 1, 1, int, "truncated to an integer"),
+        Function("lookup", 2, 3, _lookup, "table[key], or the default when key is absent",
+                 numeric=False),
+        Function("piecewise", 2, 3, _piecewise,
+                 "the value of the largest key not above x (a step schedule)", numeric=False),
+        Function("metric", 1, 1, None, "the log value named by a string", numeric=False),
+        Function("has", 1, 1, None, "whether the logs hold the named metric", numeric=False),
+    ]
+}
+
+# ---------------------------------------------------------------- parameters
+
+PARAM_TYPES = ("int", "float", "str", "bool", "table", "python")
+
+
+def type_of_value(value: Any) -> str:
+    """The parameter type a Python value has (`bool` before `int`, as Python needs)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, dict):
+        return "table"
+    if callable(value):
+        return "python"
+    return type(value).__name__
+
+
+def accepts(declared: str, given: str) -> bool:
+    """Whether a parameter declared as `declared` takes a value of type `given`."""
+    if declared == given or declared == "any":
+        return True
+    if declared == "float" and given == "int":
+        return True
+    # a parameter whose default is none takes any value, and none is allowed anywhere
+    # a value is optional (Keras's `baseline=None`)
+    return declared == "none" or given == "none"
