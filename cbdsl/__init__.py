@@ -1,1 +1,25 @@
 """cbdsl: training policies written as rules, compiled into Keras callbacks."""
+
+from cbdsl.api import check, compile, load, parse  # noqa: A004
+from cbdsl.diagnostics import (
+    CbdslCheckError,
+    CbdslCompileError,
+    CbdslError,
+    CbdslRuntimeError,
+    CbdslSyntaxError,
+    Diagnostic,
+)
+
+__version__ = "0.1.0"
+__all__ = [
+    "CbdslCheckError",
+    "CbdslCompileError",
+    "CbdslError",
+    "CbdslRuntimeError",
+    "CbdslSyntaxError",
+    "Diagnostic",
+    "check",
+    "compile",
+    "load",
+    "parse",
+]

@@ -1,0 +1,90 @@
+"""The Python API: parse, check, compile and load, each stage callable alone."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cbdsl.checker import CheckedProgram
+from cbdsl.checker import check as _check
+from cbdsl.nodes import Program
+from cbdsl.parser import parse as _parse
+from cbdsl.parser import read_source
+
+Source = str | os.PathLike[str] | Program | CheckedProgram
+
+
+def _is_path(source: Any) -> bool:
+    if isinstance(source, os.PathLike):
+        return True
+    return isinstance(source, str) and "\n" not in source and source.strip().endswith(".cbd")
+
+
+def parse(source: str | os.PathLike[str]) -> Program:
+    """Parse rule-file text, or the file at a path, into a `Program`.
+
+    Args:
+        source: rule text, or a path (an `os.PathLike`, or a string ending in `.cbd`).
+
+    Returns:
+        The syntax tree, unchecked.
+
+    Raises:
+        CbdslSyntaxError: the input is not a rule file (E1xx).
+    """
+    if _is_path(source):
+        path = os.fspath(source)
+        return _parse(read_source(path), path)
+    return _parse(str(source))
+
+
+def check(source: Source) -> CheckedProgram:
+    """Parse (when given text or a path) and check a program.
+
+    Returns:
+        A `CheckedProgram`, with warnings in `.diagnostics`.
+
+    Raises:
+        CbdslSyntaxError: on malformed input (E1xx).
+        CbdslCheckError: with every semantic error found (E2xx).
+    """
+    if isinstance(source, CheckedProgram):
+        return source
+    program = source if isinstance(source, Program) else parse(source)
+    return _check(program)
+
+
+def compile(source: Source, **params: Any) -> list[Any]:  # noqa: A001 - the stage's name
+    """Parse, check and compile rules into ready `keras.callbacks.Callback` instances.
+
+    Example:
+
+    ```python
+    callbacks = cbdsl.compile("on epoch_end when val_loss stalls 5 do lr *= 0.2")
+    model.fit(x, y, validation_split=0.2, callbacks=callbacks)
+    ```
+
+    Args:
+        source: rule text, a path, a `Program` or a `CheckedProgram`.
+        **params: values for the file's `param`s; for a file holding one
+            `callback` definition and nothing else, its parameters. A Python
+            callable is accepted only for parameters declared `NAME: python`.
+
+    Returns:
+        A list of callbacks, in file order, to pass to `model.fit(callbacks=...)`.
+
+    Raises:
+        CbdslError: a subclass naming the stage that refused the input.
+    """
+    from cbdsl.compiler import compile_program
+
+    return compile_program(check(source), **params)
+
+
+def load(path: str | os.PathLike[str], **params: Any) -> list[Any]:
+    """Compile the rule file at `path`: `model.fit(..., callbacks=cbdsl.load("policy.cbd"))`."""
+    from cbdsl.compiler import compile_program
+
+    return compile_program(check(parse(os.fspath(path) if not isinstance(path, os.PathLike)
+                                       else path) if _is_path(path) else
+                                 _parse(read_source(path), os.fspath(path))), **params)

@@ -1,0 +1,797 @@
+"""Checked program to Keras callbacks: one generated `Callback` subclass per definition used."""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cbdsl import nodes as n
+from cbdsl import runtime, vocab
+from cbdsl.checker import (
+    REQUIRED,
+    CheckedProgram,
+    Definition,
+    Instance,
+    ParamInfo,
+    filter_counter,
+    metric_name_of,
+    mode_of,
+    template_fields,
+    walk,
+)
+from cbdsl.diagnostics import CbdslCompileError, CbdslRuntimeError, Diagnostic, did_you_mean
+
+Fn = Callable[["Context"], Any]
+
+_BINOPS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+    "//": operator.floordiv, "%": operator.mod, "**": operator.pow,
+}
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq, "!=": operator.ne,
+}
+_ASSIGN: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": operator.add, "-=": operator.sub, "*=": operator.mul, "/=": operator.truediv,
+}
+
+
+class Context:
+    """What a rule sees while one event runs: logs, counters, the learning rate, predicate results."""
+
+    __slots__ = ("_lr", "batch", "cb", "epoch", "logs", "results")
+
+    def __init__(self, cb: Any, logs: dict | None, epoch: int | None, batch: int | None):
+        self.cb, self.logs, self.epoch, self.batch = cb, logs, epoch, batch
+        self.results: dict[int, bool] = {}
+        self._lr: float | None = None
+
+    def metric(self, name: str) -> Any:
+        logs = self.logs
+        if logs is None or name not in logs or logs[name] is None:
+            raise runtime.MissingMetric(name)
+        return logs[name]
+
+    def lr(self) -> float:
+        if self._lr is None:
+            self._lr = runtime.read_lr(self.cb.model)
+        return self._lr
+
+
+class NotConstantError(Exception):
+    """An expression needed a training context where only constants are allowed."""
+
+
+@dataclass
+class TrackerSpec:
+    """A compiled `stalls`/`improves` predicate of one rule."""
+
+    slot: int
+    name: str
+    subject: Fn
+    metric: str | None
+    stalls: int | None
+    mode: str
+    min_delta: float
+    baseline: float | None
+    keep_weights: bool
+
+
+@dataclass
+class CompiledRule:
+    """One rule, ready to run: filters, trackers, condition and actions as closures."""
+
+    label: str
+    line: int
+    index: int
+    priority: int
+    phase_of: dict[str, str]
+    filters: list[tuple[str, str, int]] = field(default_factory=list)
+    trackers: list[TrackerSpec] = field(default_factory=list)
+    condition: Fn | None = None
+    actions: list[Callable[[Context], str]] = field(default_factory=list)
+
+    def passes_filters(self, ctx: Context, counters: dict[str, int | None]) -> bool:
+        for kind, counter, count in self.filters:
+            index = counters.get(counter)
+            if index is None:
+                return False
+            if kind == "every" and (index + 1) % count:
+                return False
+            if (kind == "after" and index < count) or (kind == "before" and index >= count):
+                return False
+            if kind == "once" and index != count:
+                return False
+        return True
+
+    def run(self, ctx: Context, event: str, counters: dict[str, int | None]) -> None:
+        if self.filters and not self.passes_filters(ctx, counters):
+            return
+        cb = ctx.cb
+        state = cb.state
+        try:
+            values = [float(t.subject(ctx)) for t in self.trackers]
+            for spec, value in zip(self.trackers, values, strict=True):
+                tracker = state.trackers[spec.name]
+                if tracker.direction is None:
+                    tracker.direction = runtime.resolve_direction(
+                        spec.mode, spec.metric, cb.model, cb.__class__.__name__)
+                snapshot = cb.model.get_weights if spec.keep_weights else None
+                ctx.results[spec.slot] = runtime.update_tracker(
+                    tracker, value, ctx.epoch or 0, stalls=spec.stalls,
+                    min_delta=spec.min_delta, baseline=spec.baseline, snapshot=snapshot)
+            if self.condition is not None and not self.condition(ctx):
+                return
+        except runtime.MissingMetric as missing:
+            runtime.warn_missing(cb.__class__.__name__, self.line, missing.name, ctx.logs or {})
+            return
+        done = [action(ctx) for action in self.actions]
+        for spec in self.trackers:
+            if spec.stalls is not None:
+                state.trackers[spec.name].wait = 0  # a stall acted on starts a new count
+        state.fired[self.label] = state.fired.get(self.label, 0) + 1
+        cb.timeline.append(runtime.Firing(event, ctx.epoch, ctx.batch, self.label,
+                                          self.reasons(ctx), tuple(d for d in done if d)))
+
+    def reasons(self, ctx: Context) -> tuple[str, ...]:
+        out = []
+        for spec in self.trackers:
+            if not ctx.results.get(spec.slot):
+                continue
+            tracker = ctx.cb.state.trackers[spec.name]
+            what = spec.metric or "value"
+            if spec.stalls is not None:
+                out.append(f"{what} has not improved on {_num(tracker.best)} for "
+                           f"{spec.stalls if spec.stalls > 0 else 1} checks")
+            else:
+                out.append(f"{what} improved to {_num(tracker.value)}")
+        if not out and self.condition is not None:
+            out.append("its condition held")
+        return tuple(out)
+
+
+def _num(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+class ExprCompiler:
+    """Turns expression nodes into closures over a `Context`; nothing is ever `eval`-ed."""
+
+    def __init__(self, params: dict[str, Any], variables: set[str], trackers: dict[int, str],
+                 where: str = ""):
+        self.params, self.variables, self.trackers, self.where = params, variables, trackers, where
+
+    def compile(self, expr: n.Expr) -> Fn:
+        return getattr(self, f"visit_{type(expr).__name__}")(expr)
+
+    def visit_Number(self, node: n.Number) -> Fn:
+        value = node.value
+        return lambda c: value
+
+    visit_String = visit_Bool = visit_Number
+
+    def visit_NoneLit(self, node: n.NoneLit) -> Fn:
+        return lambda c: None
+
+    def visit_Table(self, node: n.Table) -> Fn:
+        pairs = [(self.compile(k), self.compile(v)) for k, v in node.entries]
+        return lambda c: {k(c): v(c) for k, v in pairs}
+
+    def visit_Name(self, node: n.Name) -> Fn:
+        name = node.id
+        if name in self.params:
+            value = self.params[name]
+            return lambda c: value
+        if name in self.variables:
+            return lambda c: c.cb.state.variables[name]
+        return name_reader(name)
+
+    def visit_Attribute(self, node: n.Attribute) -> Fn:
+        tracker, attr = node.value.name, node.attr.name
+        return lambda c: getattr(c.cb.state.trackers[tracker], attr)
+
+    def visit_Call(self, node: n.Call) -> Fn:
+        name = node.func.name
+        args = [self.compile(a) for a in node.args]
+        if name == "metric":
+            (arg,) = args
+            return lambda c: c.metric(str(arg(c)))
+        if name == "has":
+            (arg,) = args
+            return lambda c: c.logs is not None and c.logs.get(str(arg(c))) is not None
+        impl = vocab.FUNCTIONS[name].impl
+        where = self.where
+        if len(args) == 1:
+            (only,) = args
+
+            def call1(c):
+                try:
+                    return impl(only(c))
+                except (ValueError, OverflowError) as exc:
+                    raise _math_error(name, exc, where) from None
+            return call1
+
+        def call(c):
+            try:
+                return impl(*[a(c) for a in args])
+            except (ValueError, OverflowError) as exc:
+                raise _math_error(name, exc, where) from None
+        return call
+
+    def visit_Unary(self, node: n.Unary) -> Fn:
+        operand = self.compile(node.operand)
+        if node.op == "not":
+            return lambda c: not operand(c)
+        if node.op == "-":
+            return lambda c: -operand(c)
+        return operand
+
+    def visit_BinOp(self, node: n.BinOp) -> Fn:
+        left, right, op = self.compile(node.left), self.compile(node.right), _BINOPS[node.op]
+        where = self.where
+
+        def binop(c):
+            try:
+                return op(left(c), right(c))
+            except ZeroDivisionError:
+                return math.nan  # a rule never crashes training on x / 0; comparisons fail
+            except OverflowError:
+                return math.inf
+            except TypeError as exc:
+                raise CbdslRuntimeError(Diagnostic("E221", f"{where}: {exc}")) from None
+        return binop
+
+    def visit_Compare(self, node: n.Compare) -> Fn:
+        first = self.compile(node.first)
+        rest = [(_COMPARE[op], self.compile(e)) for op, e in node.rest]
+
+        def compare(c):
+            left = first(c)
+            for op, fn in rest:
+                right = fn(c)
+                if left is None or right is None:
+                    if not op(left, right) if op in (operator.eq, operator.ne) else True:
+                        return False
+                elif not op(left, right):
+                    return False
+                left = right
+            return True
+        return compare
+
+    def visit_BoolOp(self, node: n.BoolOp) -> Fn:
+        left, right = self.compile(node.left), self.compile(node.right)
+        if node.op == "and":
+            return lambda c: bool(left(c)) and bool(right(c))
+        return lambda c: bool(left(c)) or bool(right(c))
+
+    def visit_Conditional(self, node: n.Conditional) -> Fn:
+        then, cond, orelse = (self.compile(node.then), self.compile(node.cond),
+                              self.compile(node.orelse))
+        return lambda c: then(c) if cond(c) else orelse(c)
+
+    def visit_Stalls(self, node: n.Stalls | n.Improves) -> Fn:
+        slot = id(node)
+        return lambda c: c.results.get(slot, False)
+
+    visit_Improves = visit_Stalls
+
+    def visit_IsNan(self, node: n.IsNan) -> Fn:
+        subject, negated = self.compile(node.subject), node.negated
+        return lambda c: _isnan(subject(c)) != negated
+
+    def visit_IsFinite(self, node: n.IsFinite) -> Fn:
+        subject, negated = self.compile(node.subject), node.negated
+        return lambda c: _isfinite(subject(c)) != negated
+
+
+def _isnan(value: Any) -> bool:
+    try:
+        return math.isnan(value)
+    except TypeError:
+        return False
+
+
+def _isfinite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except TypeError:
+        return False
+
+
+def _math_error(name: str, exc: Exception, where: str) -> CbdslRuntimeError:
+    return CbdslRuntimeError(Diagnostic("E221", f"{where}: {name}() failed: {exc}"))
+
+
+def name_reader(name: str) -> Fn:
+    """A closure reading a built-in name or, for any other name, a log metric."""
+    if name == "epoch":
+        return lambda c: c.epoch
+    if name == "batch":
+        return lambda c: c.batch
+    if name == "step":
+        return lambda c: c.cb.step_index(c.batch)
+    if name in ("lr", "learning_rate"):
+        return lambda c: c.lr()
+    if name in ("epochs", "steps", "verbose"):
+        return lambda c: (c.cb.params or {}).get(name)
+    if name == "inf":
+        return lambda c: math.inf
+    if name == "logs":
+        return lambda c: c.logs
+    return lambda c: c.metric(name)
+
+
+# --------------------------------------------------------------- definitions
+
+
+class DefinitionCompiler:
+    """Compiles one definition, with its parameters bound, into a Callback class and instance."""
+
+    def __init__(self, definition: Definition, params: dict[str, Any], label: str):
+        self.definition, self.params, self.label = definition, params, label
+        self.variables = {v.name.name for v in definition.variables}
+        self.restored = self._restored_trackers()
+
+    def _restored_trackers(self) -> set[str]:
+        """Trackers that some `restore best weights` reads: they keep weight snapshots."""
+        named = [[tracker_name(t, i, k, rule) for k, t in enumerate(_trackers(rule))]
+                 for i, rule in enumerate(self.definition.rules)]
+        everywhere = [name for names in named for name in names]
+        restored = set()
+        for rule, names in zip(self.definition.rules, named, strict=True):
+            for action in rule.actions:
+                if isinstance(action, n.Restore):
+                    if action.tracker is not None:
+                        restored.add(action.tracker.name)
+                    elif names or everywhere:
+                        restored.add((names or everywhere)[0])
+        return restored
+
+    def constant(self, expr: n.Expr, what: str) -> Any:
+        fn = ExprCompiler(self.params, set(), {}, self.label).compile(expr)
+        try:
+            return fn(None)
+        except (AttributeError, TypeError) as exc:
+            raise CbdslCompileError(Diagnostic(
+                "E219", f"{what} must be known before training starts", expr.span,
+                self.definition.path, self.definition.source)) from exc
+
+    def rules(self) -> dict[str, list[CompiledRule]]:
+        by_event: dict[str, list[CompiledRule]] = {}
+        for index, rule in enumerate(self.definition.rules):
+            compiled = self.rule(rule, index)
+            if compiled is None:
+                continue
+            for ident in rule.events:
+                event = vocab.resolve_event(ident.name)
+                by_event.setdefault(event.name, []).append(compiled)
+        for rules in by_event.values():
+            rules.sort(key=lambda r: (-r.priority, r.index))
+        return by_event
+
+    def rule(self, rule: n.Rule, index: int) -> CompiledRule | None:
+        label = rule.label.name if rule.label else f"rule@{rule.span.line}"
+        where = f"{self.label}: {label}"
+        exprs = ExprCompiler(self.params, self.variables, {}, where)
+        events = [vocab.resolve_event(i.name) for i in rule.events]
+        priority = int(self.constant(rule.priority.value, "priority")) if rule.priority else 0
+        compiled = CompiledRule(label, rule.span.line, index, priority,
+                                {e.name: e.phase for e in events})
+        for f in rule.filters:
+            kind = type(f).__name__.lower()
+            count = int(self.constant(f.at if isinstance(f, n.Once) else f.count, kind))
+            counter = filter_counter(f.unit.name if f.unit else None, events[0])
+            compiled.filters.append((kind, counter, count))
+        for k, node in enumerate(_trackers(rule)):
+            compiled.trackers.append(self.tracker(node, index, k, rule, exprs))
+        if rule.condition is not None:
+            compiled.condition = exprs.compile(rule.condition)
+        actions = [a for a in rule.actions if not self._inert(a)]
+        if rule.actions and not actions:
+            return None  # only hooks the caller did not pass: no hook, no cost
+        compiled.actions = [self.action(a, compiled, exprs, where) for a in actions]
+        return compiled
+
+    def _inert(self, action: n.Action) -> bool:
+        return isinstance(action, n.CallPython) and self.params.get(action.func.name) is None
+
+    def tracker(self, node, index: int, k: int, rule: n.Rule, exprs: ExprCompiler) -> TrackerSpec:
+        name = tracker_name(node, index, k, rule)
+        options = {o.name.name: o.value for o in node.options}
+        mode = mode_of(node, self.definition.params)
+        if mode is None:
+            mode = self.constant(options["mode"], "mode")
+        if mode not in vocab.MODES:
+            warnings.warn(f"{self.label}: mode '{mode}' is unknown, fallback to auto mode.",
+                          stacklevel=4)
+            mode = "auto"
+        metric = metric_name_of(node.subject, self.definition.params)
+        if metric == "<param>":
+            metric = str(self.params[node.subject.args[0].id])
+        min_delta = self.constant(options["min_delta"], "min_delta") \
+            if "min_delta" in options else 0.0
+        baseline = self.constant(options["baseline"], "baseline") if "baseline" in options \
+            else None
+        keep = (bool(self.constant(options["weights"], "weights")) if "weights" in options
+                else name in self.restored)
+        stalls = int(self.constant(node.count, "patience")) if isinstance(node, n.Stalls) \
+            else None
+        return TrackerSpec(id(node), name, exprs.compile(node.subject), metric, stalls, mode,
+                           float(min_delta), baseline, keep)
+
+    def action(self, action: n.Action, rule: CompiledRule, exprs: ExprCompiler,
+               where: str) -> Callable[[Context], str]:
+        if isinstance(action, n.Assign):
+            value, op = exprs.compile(action.value), _ASSIGN.get(action.op)
+
+            def assign(c: Context) -> str:
+                old = c.lr()
+                new = value(c) if op is None else op(old, value(c))
+                runtime.write_lr(c.cb.model, new, where)
+                c._lr = None
+                return f"lr {_num(old)} -> {_num(c.lr())}"
+            return assign
+        if isinstance(action, n.Stop):
+            def stop(c: Context) -> str:
+                runtime.stop(c.cb.model, c.cb.phase)
+                if c.epoch is not None:
+                    c.cb.state.stopped_epoch = c.epoch
+                return "stop"
+            return stop
+        if isinstance(action, n.Save):
+            path, kind = self.template(action.path, exprs), action.kind
+
+            def save(c: Context) -> str:
+                target = path(c)
+                runtime.save(c.cb.model, kind, target, where)
+                return f"save {kind} {target}"
+            return save
+        if isinstance(action, n.Restore):
+            name = action.tracker.name if action.tracker else (
+                rule.trackers[0].name if rule.trackers else next(iter(self.restored)))
+
+            def restore(c: Context) -> str:
+                tracker = c.cb.state.trackers[name]
+                if tracker.best_weights is None:
+                    return ""
+                c.cb.model.set_weights(tracker.best_weights)
+                return f"restore weights of epoch {tracker.best_epoch + 1}"
+            return restore
+        if isinstance(action, n.Log):
+            key, value = action.key.name, exprs.compile(action.value)
+
+            def log(c: Context) -> str:
+                v = value(c)
+                if c.logs is not None:
+                    c.logs[key] = v
+                return f"log {key} = {_num(v)}"
+            return log
+        if isinstance(action, n.Print | n.Warn):
+            text, is_print = self.template(action.template, exprs), isinstance(action, n.Print)
+
+            def message(c: Context) -> str:
+                body = text(c)
+                if is_print:
+                    print(body, flush=True)
+                else:
+                    warnings.warn(body, stacklevel=2)
+                return "print" if is_print else "warn"
+            return message
+        if isinstance(action, n.Set):
+            var, value, op = action.var.name, exprs.compile(action.value), _ASSIGN.get(action.op)
+
+            def set_(c: Context) -> str:
+                variables = c.cb.state.variables
+                variables[var] = value(c) if op is None else op(variables[var], value(c))
+                return f"set {var} = {_num(variables[var])}"
+            return set_
+        if isinstance(action, n.Cooldown):
+            count = exprs.compile(action.count)
+            names = [t.name for t in rule.trackers if t.stalls is not None]
+
+            def cooldown(c: Context) -> str:
+                k = int(count(c))
+                for name in names:
+                    c.cb.state.trackers[name].cooldown = k
+                return f"cooldown {k}" if k else ""
+            return cooldown
+        if isinstance(action, n.CallPython):
+            hook = self.params[action.func.name]
+            args = [exprs.compile(a) for a in action.args]
+            kwargs = {k.name.name: exprs.compile(k.value) for k in action.keywords}
+            label = action.func.name
+
+            def call(c: Context) -> str:
+                hook(*[a(c) for a in args], **{k: v(c) for k, v in kwargs.items()})
+                return f"call {label}"
+            return call
+        raise AssertionError(f"no compiler for {type(action).__name__}")  # pragma: no cover
+
+    def template(self, expr: n.Expr, exprs: ExprCompiler) -> Callable[[Context], str]:
+        source = exprs.compile(expr)
+        try:
+            fixed = source(None)
+        except Exception:  # depends on the event: resolve its fields when it runs
+            fixed = None
+        names = template_fields(fixed) if isinstance(fixed, str) else None
+        where = self.label
+
+        def fill(c: Context) -> str:
+            text = fixed if fixed is not None else str(source(c))
+            wanted = names if names is not None else template_fields(text)
+            fields = {}
+            for name in wanted:
+                try:
+                    fields[name] = self.field(name, c, exprs)
+                except runtime.MissingMetric:
+                    continue
+            return runtime.render(text, fields, where)
+        return fill
+
+    def field(self, name: str, c: Context, exprs: ExprCompiler) -> Any:
+        # In templates, epoch and batch are 1-based, as Keras prints them and names files.
+        if name == "epoch" and c.epoch is not None:
+            return c.epoch + 1
+        if name == "batch" and c.batch is not None:
+            return c.batch + 1
+        if name in self.definition.params or name in self.variables:
+            return exprs.visit_Name(n.Name(name))(c)
+        value = name_reader(name)(c)
+        if value is None and name in ("epoch", "batch"):
+            raise runtime.MissingMetric(name)
+        return value
+
+
+def _trackers(rule: n.Rule) -> list[n.Stalls | n.Improves]:
+    return [x for x in walk(rule.condition) if isinstance(x, n.Stalls | n.Improves)]
+
+
+def tracker_name(node, index: int, k: int, rule: n.Rule) -> str:
+    if node.alias is not None:
+        return node.alias.name
+    return f"{rule.label.name if rule.label else f'rule{index}'}#{k}"
+
+
+# --------------------------------------------------------- the Callback class
+
+
+@functools.cache
+def compiled_base() -> type:
+    """The base class of every compiled callback (imports Keras on first use)."""
+    import keras
+
+    class CompiledCallback(keras.callbacks.Callback):
+        """A callback compiled from cbdsl rules.
+
+        Only the hooks its rules use are overridden, so an epoch-only policy adds
+        nothing to Keras's per-batch work. All state lives in `self.state`
+        (a `cbdsl.runtime.CallbackState`); its fields read as attributes:
+        `cb.wait`, `cb.best`, `cb.stopped_epoch`, state variables by name.
+
+        Attributes:
+            state: the serializable state of every rule.
+            timeline: `cbdsl.runtime.Firing` entries, one per rule that fired.
+            arguments: the bound parameter values.
+        """
+
+        definition_name = ""
+        rules_by_event: dict[str, list[CompiledRule]] = {}
+        initial_variables: dict[str, Callable[[], Any]] = {}
+        tracker_names: tuple[str, ...] = ()
+        phase = "train"
+
+        def __init__(self, arguments: dict[str, Any]):
+            super().__init__()
+            self.arguments = dict(arguments)
+            self.timeline: list[runtime.Firing] = []
+            self.state = runtime.CallbackState()
+            self.reset_state()
+
+        def reset_state(self) -> None:
+            """Start every counter, best value and variable afresh (done at train begin)."""
+            self.state = runtime.CallbackState(
+                variables={k: make() for k, make in self.initial_variables.items()},
+                trackers={k: runtime.TrackerState() for k in self.tracker_names})
+
+        def step_index(self, batch: int | None) -> int | None:
+            return None if batch is None else self.state.step - 1
+
+        def count_step(self, batch: int) -> None:
+            # batches counted across epochs, as ModelCheckpoint does (steps_per_execution too)
+            last = self.state.last_batch
+            self.state.step += batch + 1 if last is None or batch <= last else batch - last
+            self.state.last_batch = batch
+
+        def _run(self, event: str, phase: str, logs, epoch=None, batch=None) -> None:
+            self.phase = phase
+            ctx = Context(self, logs, epoch, batch)
+            counters = {"epoch": epoch, "batch": batch, "step": self.step_index(batch)}
+            for rule in self.rules_by_event[event]:
+                rule.run(ctx, event, counters)
+
+        def __getattr__(self, name: str) -> Any:
+            if name in ("state", "tracker_names") or name.startswith("__"):
+                raise AttributeError(name)
+            state = self.__dict__.get("state")
+            if state is not None:
+                if name in state.variables:
+                    return state.variables[name]
+                if name in state.trackers:
+                    return state.trackers[name]
+                if name in ("stopped_epoch", "step", "fired"):
+                    return getattr(state, name)
+                if len(state.trackers) == 1 and name in ("wait", "best", "best_epoch", "value",
+                                                         "cooldown", "best_weights"):
+                    return getattr(next(iter(state.trackers.values())), name)
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+        def __repr__(self) -> str:
+            args = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
+            return f"{type(self).__name__}({args})"
+
+    return CompiledCallback
+
+
+def _hook(event: vocab.Event, needs_epoch_begin: bool, counts_steps: bool) -> Callable:
+    name, phase = event.name, event.phase
+    if event.level == "epoch":
+        if name == "epoch_begin":
+            def hook(self, epoch, logs=None):
+                self.state.epoch = epoch
+                self._run(name, phase, logs, epoch)
+        else:
+            def hook(self, epoch, logs=None):
+                self._run(name, phase, logs, epoch)
+    elif event.level == "batch":
+        if counts_steps and name == "train_batch_end":
+            def hook(self, batch, logs=None):
+                self.count_step(batch)
+                self._run(name, phase, logs, self.state.epoch if phase == "train" else None,
+                          batch)
+        else:
+            def hook(self, batch, logs=None):
+                self._run(name, phase, logs, self.state.epoch if phase == "train" else None,
+                          batch)
+    elif name == "train_begin":
+        def hook(self, logs=None):
+            self.reset_state()
+            if name in self.rules_by_event:
+                self._run(name, phase, logs)
+    else:
+        def hook(self, logs=None):
+            self._run(name, phase, logs, self.state.epoch if name == "train_end" else None)
+    hook.__name__ = event.hook
+    return hook
+
+
+def build_class(definition: Definition, params: dict[str, Any], label: str) -> type:
+    """Generate the Callback subclass for one definition with bound parameters."""
+    compiler = DefinitionCompiler(definition, params, label)
+    rules_by_event = compiler.rules()
+    initial = {}
+    for var in definition.variables:
+        value = compiler.constant(var.value, f"the initial value of '{var.name.name}'")
+        initial[var.name.name] = functools.partial(_copy, value)
+    tracker_names = tuple(dict.fromkeys(
+        t.name for rules in rules_by_event.values() for r in rules for t in r.trackers))
+    events = {vocab.EVENTS[e] for e in rules_by_event}
+    needs_epoch = any(e.level == "batch" and e.phase == "train" or e.name == "train_end"
+                      for e in events)
+    counts_steps = any(e.name in ("train_batch_begin", "train_batch_end") for e in events)
+    if needs_epoch:
+        events.add(vocab.EVENTS["epoch_begin"])
+        rules_by_event.setdefault("epoch_begin", [])
+    if counts_steps:
+        events.add(vocab.EVENTS["train_batch_end"])
+        rules_by_event.setdefault("train_batch_end", [])
+    events.add(vocab.EVENTS["train_begin"])
+    namespace: dict[str, Any] = {
+        "definition_name": definition.name,
+        "rules_by_event": rules_by_event,
+        "initial_variables": initial,
+        "tracker_names": tracker_names,
+        "__doc__": definition.doc or f"Compiled from the cbdsl rules of '{definition.name}'.",
+        "__module__": "cbdsl.compiled",
+    }
+    for event in events:
+        namespace[event.hook] = _hook(event, needs_epoch, counts_steps)
+    return type(_class_name(definition.name), (compiled_base(),), namespace)
+
+
+def _copy(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value
+
+
+def _class_name(name: str) -> str:
+    if name[:1].isupper():
+        return name
+    return "".join(part.capitalize() for part in name.split("_")) or "Policy"
+
+
+# ----------------------------------------------------------------- binding
+
+
+def bind(definition: Definition, given: dict[str, Any], where: str) -> dict[str, Any]:
+    """Bind parameter values to a definition: defaults, overrides, types; E301 on misuse."""
+    values: dict[str, Any] = {}
+    for name, value in given.items():
+        info = definition.params.get(name)
+        if info is None:
+            raise CbdslCompileError(Diagnostic(
+                "E301", f"{where} has no parameter '{name}'", path=definition.path,
+                hint=did_you_mean(name, definition.params)
+                or f"parameters: {', '.join(definition.params) or 'none'}"))
+        check_value(info, value, where, definition)
+        values[name] = value
+    for name, info in definition.params.items():
+        if name not in values:
+            if info.default is REQUIRED:
+                raise CbdslCompileError(Diagnostic(
+                    "E301", f"{where} needs a value for '{name}' ({info.type})",
+                    path=definition.path))
+            values[name] = _copy(info.default)
+    return values
+
+
+def check_value(info: ParamInfo, value: Any, where: str, definition: Definition) -> None:
+    given = vocab.type_of_value(value)
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        given = "float" if isinstance(value, float) else "int"
+    if hasattr(value, "dtype") and hasattr(value, "item"):  # numpy scalars
+        given = vocab.type_of_value(value.item())
+    if info.type == "python" and given != "python" and value is not None:
+        raise CbdslCompileError(Diagnostic(
+            "E301", f"{where}: '{info.name}' takes a Python callable, got {given}",
+            path=definition.path))
+    if given == "python" and info.type != "python":
+        raise CbdslCompileError(Diagnostic(
+            "E216", f"{where}: '{info.name}' is not a Python hook; a callable is only "
+            "accepted for parameters declared `NAME: python`", path=definition.path))
+    if info.type != "python" and not vocab.accepts(info.type, given):
+        raise CbdslCompileError(Diagnostic(
+            "E301", f"{where}: '{info.name}' takes {info.type}, got {given} ({value!r})",
+            path=definition.path))
+
+
+def compile_program(checked: CheckedProgram, **params: Any) -> list[Any]:
+    """Build one callback instance per definition the program uses.
+
+    Args:
+        checked: a `CheckedProgram` from `cbdsl.check`.
+        **params: values for the file's `param`s (or, for a file holding a
+            single `callback` definition and nothing else, for its parameters).
+
+    Returns:
+        A list of `keras.callbacks.Callback` instances, in file order.
+
+    Raises:
+        CbdslCompileError: unknown or mistyped parameters, non-constant values (E3xx).
+    """
+    main = checked.main
+    only = [d for d in checked.definitions.values()
+            if d.path == checked.program.path and d.node is not None]
+    if not checked.instances and len(only) == 1:
+        definition = only[0]
+        values = bind(definition, params, definition.name)
+        return [build_class(definition, values, definition.name)(values)]
+    main_values = bind(main, params, main.name)
+    callbacks = []
+    for instance in checked.instances:
+        callbacks.append(instantiate(instance, main, main_values))
+    return callbacks
+
+
+def instantiate(instance: Instance, main: Definition, main_values: dict[str, Any]) -> Any:
+    definition = instance.definition
+    if definition is main:
+        values = main_values
+    else:
+        scope = DefinitionCompiler(main, main_values, main.name)
+        given = {k: scope.constant(v, f"argument '{k}'") for k, v in instance.args.items()}
+        values = bind(definition, given, instance.label)
+    return build_class(definition, values, instance.label or definition.name)(values)

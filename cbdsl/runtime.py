@@ -1,0 +1,259 @@
+"""What compiled callbacks call at run time: state, monitor logic, templates and action primitives."""
+
+from __future__ import annotations
+
+import math
+import os
+import string
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cbdsl.diagnostics import (
+    CbdslRuntimeError,
+    Diagnostic,
+    LearningRateNotSettableError,
+    MetricDirectionError,
+)
+
+_FORMATTER = string.Formatter()
+
+
+class MissingMetric(Exception):
+    """A rule read a log metric that the event's logs do not hold."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+# ------------------------------------------------------------------- state
+
+
+@dataclass
+class TrackerState:
+    """The state of one `stalls` or `improves` predicate, as Keras's MonitorCallback keeps it.
+
+    Attributes:
+        wait: checks since the last improvement (Keras's `wait`).
+        best: the best value so far; None before the first check (Keras 3).
+        best_epoch: the epoch of `best`.
+        value: the value seen at the latest check.
+        cooldown: checks left in which `stalls` is held (see `cooldown N`).
+        direction: `min` or `max`, fixed at the first check (`mode=auto` resolves then).
+    """
+
+    wait: int = 0
+    best: float | None = None
+    best_epoch: int = 0
+    value: float | None = None
+    cooldown: int = 0
+    direction: str | None = None
+    best_weights: list[Any] | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
+                "value": self.value, "cooldown": self.cooldown, "direction": self.direction}
+
+
+@dataclass
+class CallbackState:
+    """Every piece of state of one compiled callback, in one serializable object.
+
+    `to_dict()` is JSON-ready (weights snapshots travel separately in `weights()`),
+    and `load_dict()` restores it, so that a backup can carry a policy's state.
+    """
+
+    variables: dict[str, Any] = field(default_factory=dict)
+    trackers: dict[str, TrackerState] = field(default_factory=dict)
+    stopped_epoch: int = 0
+    epoch: int = 0
+    step: int = 0
+    last_batch: int | None = None
+    fired: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variables": dict(self.variables),
+            "trackers": {k: t.to_dict() for k, t in self.trackers.items()},
+            "stopped_epoch": self.stopped_epoch,
+            "epoch": self.epoch,
+            "step": self.step,
+            "last_batch": self.last_batch,
+            "fired": dict(self.fired),
+        }
+
+    def load_dict(self, data: dict[str, Any]) -> None:
+        self.variables = dict(data.get("variables", {}))
+        self.trackers = {k: TrackerState(**v) for k, v in data.get("trackers", {}).items()}
+        for key in ("stopped_epoch", "epoch", "step", "last_batch"):
+            setattr(self, key, data.get(key, getattr(self, key)))
+        self.fired = dict(data.get("fired", {}))
+
+    def weights(self) -> dict[str, list[Any]]:
+        return {k: t.best_weights for k, t in self.trackers.items() if t.best_weights is not None}
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One entry of a callback's timeline: which rule fired, when, and why."""
+
+    event: str
+    epoch: int | None
+    batch: int | None
+    rule: str
+    reasons: tuple[str, ...]
+    actions: tuple[str, ...]
+
+    def __str__(self) -> str:
+        when = f"epoch {self.epoch + 1}" if self.epoch is not None else self.event
+        if self.batch is not None:
+            when += f" batch {self.batch + 1}"
+        why = "; ".join(self.reasons) or "its event fired"
+        return f"{when}: {self.rule} -> {', '.join(self.actions)} ({why})"
+
+
+# -------------------------------------------------------------- the monitor
+
+
+def is_improvement(value: float, reference: float | None, direction: str,
+                   min_delta: float) -> bool:
+    """Keras's `_is_improvement`: strict, by `min_delta`, compared in float32 as Keras's ops do."""
+    if reference is None:
+        return True
+    shifted = value - min_delta if direction == "max" else value + min_delta
+    a, b = np.float32(shifted), np.float32(reference)
+    return bool(a > b) if direction == "max" else bool(a < b)
+
+
+def resolve_direction(mode: str, metric: str | None, model: Any, owner: str) -> str:
+    """`min`/`max`, with Keras 3's `mode='auto'`: loss goes down, else the metric's direction."""
+    if mode in ("min", "max"):
+        return mode
+    name = (metric or "").removeprefix("val_")
+    direction = "min" if name == "loss" else None
+    for m in _compiled_metrics(model):
+        if getattr(m, "name", None) == name and hasattr(m, "_direction"):
+            direction = "max" if m._direction == "up" else "min"
+    if direction is None:
+        raise MetricDirectionError(Diagnostic(
+            "E402", f"{owner} received monitor={metric}, but Keras isn't able to automatically "
+            "determine whether that metric should be maximized or minimized. Pass "
+            "`mode='max'` in order to monitor based on the highest metric value, or pass "
+            "`mode='min'` in order to use the lowest value."))
+    return direction
+
+
+def _compiled_metrics(model: Any) -> list[Any]:
+    try:
+        from keras.src.trainers import compile_utils
+    except ImportError:  # pragma: no cover - keras layout changed
+        return []
+    found = []
+    for m in getattr(model, "metrics", []) or []:
+        if isinstance(m, compile_utils.CompileMetrics | compile_utils.MetricsList):
+            found.extend(m.metrics)
+    return found
+
+
+def update_tracker(state: TrackerState, value: float, epoch: int, *, stalls: int | None,
+                   min_delta: float, baseline: float | None, snapshot) -> bool:
+    """One check of a `stalls N` (stalls=N) or `improves` (stalls=None) predicate.
+
+    `stalls` follows Keras's patience: every check counts (`wait += 1`), an
+    improvement resets `wait` (only once it also beats `baseline`, as
+    EarlyStopping does) and is never a stall; a non-improving check stalls
+    when `wait >= N`. During a cooldown `wait` is held at 0 and nothing stalls.
+    For `improves`, `baseline` is the first best to beat (ModelCheckpoint's
+    `initial_value_threshold`).
+    """
+    state.value = value
+    direction = state.direction or "min"
+    delta = abs(min_delta)
+    in_cooldown = state.cooldown > 0
+    if in_cooldown:
+        state.cooldown -= 1
+        state.wait = 0
+    elif stalls is not None:
+        state.wait += 1
+    if stalls is None and state.best is None and baseline is not None:
+        state.best = baseline  # `improves with baseline = x`: x is the first best to beat
+    if is_improvement(value, state.best, direction, delta):
+        state.best = value
+        state.best_epoch = epoch
+        if snapshot is not None:
+            state.best_weights = snapshot()
+        if baseline is None or is_improvement(value, baseline, direction, delta):
+            state.wait = 0
+        return stalls is None
+    if stalls is None or in_cooldown:
+        return False
+    return state.wait >= stalls
+
+
+# ----------------------------------------------------------------- templates
+
+
+def render(template: str, fields: dict[str, Any], where: str) -> str:
+    """Fill a template's named fields with format specs; no attribute or index access."""
+    out = []
+    for literal, name, spec, _ in _FORMATTER.parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        if name not in fields:
+            raise CbdslRuntimeError(Diagnostic(
+                "E403", f"{where}: template field '{{{name}}}' is not available here; "
+                f"available: {', '.join(sorted(fields))}"))
+        out.append(format(fields[name], spec or ""))
+    return "".join(out)
+
+
+# ----------------------------------------------------------- action primitives
+
+
+def read_lr(model: Any) -> float:
+    """The optimizer's learning rate as Keras's callbacks read it: a float of its value."""
+    from keras import ops
+
+    return float(ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def write_lr(model: Any, value: float, where: str) -> None:
+    """Set the optimizer's learning rate; a schedule-backed optimizer is a clear TypeError."""
+    if not isinstance(value, int | float | np.floating | np.integer) or math.isnan(value):
+        raise CbdslRuntimeError(Diagnostic(
+            "E401", f"{where}: the learning rate must be a number, got {value!r}"))
+    try:
+        model.optimizer.learning_rate = float(value)
+    except TypeError as exc:
+        raise LearningRateNotSettableError(Diagnostic(
+            "E401", f"{where}: the learning rate cannot be set: {exc}")) from exc
+
+
+def save(model: Any, kind: str, path: str, where: str) -> None:
+    """Save the model or its weights, creating the folder; a directory path is an error."""
+    if os.path.isdir(path):
+        raise CbdslRuntimeError(Diagnostic(
+            "E403", f"{where}: please specify a non-directory filepath; '{path}' is a directory"))
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    if kind == "weights":
+        model.save_weights(path, overwrite=True)
+    else:
+        model.save(path, overwrite=True)
+
+
+def stop(model: Any, phase: str) -> None:
+    attr = {"train": "stop_training", "test": "stop_evaluating", "predict": "stop_predicting"}
+    setattr(model, attr[phase], True)
+
+
+def warn_missing(owner: str, line: int, metric: str, logs: dict[str, Any]) -> None:
+    """Keras's missing-monitor warning, naming the rule and listing the available metrics."""
+    warnings.warn(
+        f"{owner} (rule at line {line}) is conditioned on metric `{metric}` which is not "
+        f"available. Available metrics are: {','.join(logs)}.", stacklevel=3)
