@@ -1,6 +1,6 @@
 """cbdsl: training policies written as rules, compiled into Keras callbacks."""
 
-from cbdsl.api import check, compile, load, parse  # noqa: A004
+from cbdsl.api import check, compile, load, parse
 from cbdsl.diagnostics import (
     CbdslCheckError,
     CbdslCompileError,

@@ -54,7 +54,7 @@ def check(source: Source) -> CheckedProgram:
     return _check(program)
 
 
-def compile(source: Source, **params: Any) -> list[Any]:  # noqa: A001 - the stage's name
+def compile(source: Source, **params: Any) -> list[Any]:
     """Parse, check and compile rules into ready `keras.callbacks.Callback` instances.
 
     Example:

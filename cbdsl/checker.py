@@ -1,4 +1,4 @@
-"""Semantic passes over a parsed program: resolve imports and uses, type parameters, collect every diagnostic."""
+"""Semantic passes: resolve imports and uses, type parameters, collect every diagnostic."""
 
 from __future__ import annotations
 
@@ -234,7 +234,8 @@ class Checker:
         if not dirs:
             known = library_dirs(self._base)
             self.report("E206", f"no rule library named '{library}'", use.name[0].span, where,
-                        did_you_mean(library, known) or f"libraries found: {', '.join(sorted(known))}")
+                        did_you_mean(library, known)
+                        or f"libraries found: {', '.join(sorted(known))}")
             return None
         for folder in dirs:
             definition = self._library_definition(folder, rule)
@@ -248,7 +249,7 @@ class Checker:
     def _library_definition(self, folder: Path, rule: str) -> Definition | None:
         from cbdsl.parser import parse, read_source
 
-        candidates = [folder / f"{rule}.cbd"] + sorted(folder.glob("*.cbd"))
+        candidates = [folder / f"{rule}.cbd", *sorted(folder.glob("*.cbd"))]
         for path in candidates:
             if not path.is_file():
                 continue
@@ -917,7 +918,8 @@ def template_problem(text: str) -> str | None:
             return (f"template field '{{{name}}}' must be a plain name" if name else
                     "template fields must be named: '{}' is not allowed")
         if conversion:
-            return f"template field '{{{name}!{conversion}}}' uses a conversion; drop '!{conversion}'"
+            return (f"template field '{{{name}!{conversion}}}' uses a conversion; "
+                    f"drop '!{conversion}'")
         if spec and "{" in spec:
             return f"template field '{{{name}}}' has a nested field in its format spec"
     return None

@@ -42,7 +42,7 @@ _ASSIGN: dict[str, Callable[[Any, Any], Any]] = {
 
 
 class Context:
-    """What a rule sees while one event runs: logs, counters, the learning rate, predicate results."""
+    """What a rule sees while one event runs: logs, counters, learning rate, predicate results."""
 
     __slots__ = ("_lr", "batch", "cb", "epoch", "logs", "results")
 
@@ -680,7 +680,7 @@ def build_class(definition: Definition, params: dict[str, Any], label: str) -> t
     tracker_names = tuple(dict.fromkeys(
         t.name for rules in rules_by_event.values() for r in rules for t in r.trackers))
     events = {vocab.EVENTS[e] for e in rules_by_event}
-    needs_epoch = any(e.level == "batch" and e.phase == "train" or e.name == "train_end"
+    needs_epoch = any((e.level == "batch" and e.phase == "train") or e.name == "train_end"
                       for e in events)
     counts_steps = any(e.name in ("train_batch_begin", "train_batch_end") for e in events)
     if needs_epoch:

@@ -171,7 +171,7 @@ def describe_expected(terminals) -> str:
     if {"NAME", "NUMBER", "(", "-"} <= values:
         values -= _EXPR_START
         words.append("an expression")
-    if _ACTION_START <= values:
+    if values >= _ACTION_START:
         values -= _ACTION_START | {"log", "NAME"}
         words.append("an action")
     operators = bool(values & _OPERATORS)

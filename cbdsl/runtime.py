@@ -1,4 +1,4 @@
-"""What compiled callbacks call at run time: state, monitor logic, templates and action primitives."""
+"""What compiled callbacks call at run time: state, monitor logic, templates, action primitives."""
 
 from __future__ import annotations
 
@@ -120,12 +120,19 @@ class Firing:
 
 def is_improvement(value: float, reference: float | None, direction: str,
                    min_delta: float) -> bool:
-    """Keras's `_is_improvement`: strict, by `min_delta`, compared in float32 as Keras's ops do."""
+    """Keras's `_is_improvement`: strict, by `min_delta`, through the backend's own comparison.
+
+    Keras compares with `ops.less`/`ops.greater`, which turn Python floats into
+    float32 tensors of the active backend (JAX, for one, flushes float32
+    subnormals to zero); the same ops here give the same answer on every backend.
+    """
     if reference is None:
         return True
-    shifted = value - min_delta if direction == "max" else value + min_delta
-    a, b = np.float32(shifted), np.float32(reference)
-    return bool(a > b) if direction == "max" else bool(a < b)
+    from keras import ops
+
+    if direction == "max":
+        return bool(ops.greater(value - min_delta, reference))
+    return bool(ops.less(value + min_delta, reference))
 
 
 def resolve_direction(mode: str, metric: str | None, model: Any, owner: str) -> str:

@@ -1,0 +1,5 @@
+"""`python -m cbdsl`: the cbdsl command line."""
+
+from cbdsl.cli import main
+
+raise SystemExit(main())
