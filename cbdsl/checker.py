@@ -545,6 +545,8 @@ class RuleChecker:
                 if why:
                     self.report("E214", f"{why}, not in {event.name}", node.span)
             return
+        if name in COMMON_METRICS or name.removeprefix("val_") in COMMON_METRICS:
+            return
         known = [*self.scope.params, *self.scope.variables, *vocab.BUILTIN_NAMES]
         hint = did_you_mean(name, known)
         if hint is None and name not in COMMON_METRICS:
