@@ -1,4 +1,4 @@
-"""Real `model.fit` on every installed Keras backend: the mission sentence equals ReduceLROnPlateau."""
+"""Real `model.fit` on each installed Keras backend: the mission sentence vs ReduceLROnPlateau."""
 
 from __future__ import annotations
 
