@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from cbdsl.checker import CheckedProgram
@@ -82,9 +83,10 @@ def compile(source: Source, **params: Any) -> list[Any]:
 
 
 def load(path: str | os.PathLike[str], **params: Any) -> list[Any]:
-    """Compile the rule file at `path`: `model.fit(..., callbacks=cbdsl.load("policy.cbd"))`."""
-    from cbdsl.compiler import compile_program
+    """Compile the rule file at `path`: `model.fit(..., callbacks=cbdsl.load("policy.cbd"))`.
 
-    return compile_program(check(parse(os.fspath(path) if not isinstance(path, os.PathLike)
-                                       else path) if _is_path(path) else
-                                 _parse(read_source(path), os.fspath(path))), **params)
+    Args:
+        path: the rule file, whatever its suffix.
+        **params: as for `compile`.
+    """
+    return compile(Path(path), **params)

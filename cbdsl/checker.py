@@ -126,10 +126,8 @@ class Checker:
         main = Definition(_stem(self.program.path), self._params(params, self.program), tuple(body),
                           self.program.path, self.program.source)
         self.check_definition(main)
-        checked_defs: set[str] = set()
         for definition in list(self.definitions.values()):
             self.check_definition(definition)
-            checked_defs.add(definition.name)
         instances: list[Instance] = []
         if main.rules:
             instances.append(Instance(main, {}, main.name))
@@ -137,8 +135,6 @@ class Checker:
             instance = self._instantiate(use, where, main)
             if instance is not None:
                 instances.append(instance)
-        if not instances and self.definitions and not main.rules:
-            pass  # a library file: definitions only, instantiated by whoever uses it
         self._check_cross_conflicts(instances)
         self.diagnostics.sort(key=lambda d: (d.path, d.span or Span(0, 0, 0, 0)))
         errors = [d for d in self.diagnostics if d.severity == "error"]
