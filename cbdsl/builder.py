@@ -87,6 +87,9 @@ class Builder(Transformer):
     def soft_name(self, meta, children):
         return children[0]
 
+    def field_name(self, meta, children):
+        return children[0]
+
     def cooldown_word(self, meta, children):
         return children[0]
 

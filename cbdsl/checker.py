@@ -106,6 +106,7 @@ class Checker:
         self.diagnostics: list[Diagnostic] = []
         self.definitions: dict[str, Definition] = {}
         self.library_cache: dict[Path, n.Program] = {}
+        self._importing: dict[str, Span] = {}  # file -> the import being followed from it
         self._base = (os.path.dirname(os.path.abspath(program.path))
                       if program.path not in ("<string>", "") else None)
 
@@ -164,8 +165,9 @@ class Checker:
             else os.getcwd()
         target = os.path.abspath(os.path.join(base, item.path.value))
         if target in stack:
+            start = self._importing.get(target, item.span)
             self.report("E213", f"import cycle: '{item.path.value}' imports itself", item.span,
-                        program, related=[("the cycle starts here", stack[0], Span(1, 1, 1, 2))])
+                        program, related=[("the cycle starts here", target, start)])
             return
         if not os.path.isfile(target):
             self.report("E213", f"cannot import '{item.path.value}': no such file", item.path.span,
@@ -176,6 +178,7 @@ class Checker:
         except CbdslError as exc:
             self.diagnostics.extend(exc.diagnostics)
             return
+        self._importing[os.path.abspath(program.path)] = item.span
         self._collect(imported, params, body, uses, [*stack, target])
 
     def _define(self, item: n.CallbackDef, program: n.Program) -> Definition:
@@ -203,6 +206,7 @@ class Checker:
                     self.report("E212", f"unknown parameter type '{type_name}'",
                                 decl.type_name.span, where,
                                 did_you_mean(type_name, vocab.PARAM_TYPES))
+                    type_name = "any"  # reported once; no type errors follow from it
                 default = None if type_name == "python" else REQUIRED
                 params[name] = ParamInfo(name, type_name, default, decl)
                 continue
@@ -239,7 +243,8 @@ class Checker:
                 return definition
         names = sorted({p.stem for folder in dirs for p in folder.glob("*.cbd")})
         self.report("E206", f"library '{library}' has no rule '{rule}'", use.name[-1].span, where,
-                    did_you_mean(rule, names) or f"it has: {', '.join(names)}")
+                    did_you_mean(rule, names)
+                    or (f"it has: {', '.join(names)}" if names else "it has no rules"))
         return None
 
     def _library_definition(self, folder: Path, rule: str) -> Definition | None:
@@ -275,8 +280,9 @@ class Checker:
         names = list(definition.params)
         args: dict[str, n.Expr] = {}
         if len(use.args) > len(names):
-            self.report("E203", f"'{use.dotted}' takes {len(names)} arguments, "
-                        f"{len(use.args)} given", use.span, where)
+            self.report("E203", f"'{use.dotted}' takes {len(names)} "
+                        f"argument{'' if len(names) == 1 else 's'}, {len(use.args)} given",
+                        use.span, where)
         for name, value in zip(names, use.args, strict=False):
             args[name] = value
         for keyword in use.keywords:
@@ -330,7 +336,9 @@ class Checker:
             priority = rule_priority(rule, definition)
             for event in rule_events(rule):
                 for target, span in written_targets(rule):
-                    writers[(event, target, priority)].append((rule, span))
+                    entries = writers[(event, target, priority)]
+                    if not any(other is rule for other, _ in entries):  # a rule's own actions
+                        entries.append((rule, span))                   # run in their order
         for (event, target, _), entries in writers.items():
             for (_, span), (_, first) in zip(entries[1:], entries, strict=False):
                 self.report("E207", f"two rules write {target} at {event} in no declared order",
@@ -486,8 +494,10 @@ class RuleChecker:
                             span, "epoch counters exist in epoch and train events, batch counters "
                             "in batch events, steps in train batch events")
 
-    def check_count(self, expr: n.Expr, what: str, positive=False, allow_negative=False) -> None:
-        self.check_expr(expr)
+    def check_count(self, expr: n.Expr, what: str, positive=False, allow_negative=False,
+                    walked=False) -> None:
+        if not walked:  # a count inside a condition is checked by the condition's walk
+            self.check_expr(expr)
         try:
             value = const_value(expr, self.scope.params)
         except NotConstant:
@@ -497,7 +507,8 @@ class RuleChecker:
             return
         if isinstance(value, bool) or not isinstance(value, int):
             self.report("E204", f"{what} must be an integer, got {value!r}", expr.span,
-                        f"use {int(value)}" if isinstance(value, float) and value == int(value)
+                        f"use {int(value)}" if isinstance(value, float) and value.is_integer()
+                        and abs(value) < 1e15
                         else None)
         elif positive and value < 1:
             self.report("E204", f"{what} must be at least 1, got {value}", expr.span)
@@ -578,7 +589,8 @@ class RuleChecker:
             want = (f"{function.min_args}" if high == function.min_args else
                     f"{function.min_args} or more" if high is None else
                     f"{function.min_args} to {high}")
-            self.report("E203", f"'{name}' takes {want} arguments, {count} given", node.span)
+            noun = "argument" if want == "1" else "arguments"
+            self.report("E203", f"'{name}' takes {want} {noun}, {count} given", node.span)
             return
         if function.numeric:
             for arg in node.args:
@@ -599,7 +611,7 @@ class RuleChecker:
     def check_tracker(self, node: n.Stalls | n.Improves, top: bool) -> None:
         kind = "stalls" if isinstance(node, n.Stalls) else "improves"
         if isinstance(node, n.Stalls):
-            self.check_count(node.count, "the patience of 'stalls'")
+            self.check_count(node.count, "the patience of 'stalls'", walked=True)
         allowed = vocab.TRACKER_OPTIONS[kind]
         seen = set()
         for option in node.options:
@@ -756,7 +768,13 @@ def const_value(expr: n.Expr | None, params: dict[str, ParamInfo] | None = None)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return -value if expr.op == "-" else value
     if t is n.Table:
-        return {const_value(k, params): const_value(v, params) for k, v in expr.entries}
+        table = {}
+        for k, v in expr.entries:
+            key = const_value(k, params)
+            if isinstance(key, dict):  # a table is no key
+                raise NotConstant(k.span)
+            table[key] = const_value(v, params)
+        return table
     raise NotConstant(expr.span if expr is not None else Span(0, 0, 0, 0))
 
 
@@ -811,9 +829,10 @@ def rule_priority(rule: n.Rule, definition: Definition) -> Any:
     if rule.priority is None:
         return 0
     try:
-        return const_value(rule.priority.value, definition.params)
+        value = const_value(rule.priority.value, definition.params)
     except NotConstant:
         return 0
+    return 0 if isinstance(value, dict) else value  # a table is reported (E204), not hashed
 
 
 def written_targets(rule: n.Rule) -> list[tuple[str, Span]]:

@@ -141,15 +141,20 @@ def _excerpt(source: str | None, span: Span | None, hint: str | None) -> list[st
     """The source line of `span` with a caret under the span (its first line)."""
     if source is None or span is None:
         return [f"  = {hint}"] if hint else []
-    lines = source.splitlines() or [""]
+    # Lines are numbered by "\n" alone, as the parser numbers them (not str.splitlines,
+    # which also breaks at \r, \f, \v, \x1c-\x1e, \x85, \u2028 and \u2029).
+    lines = source.split("\n")
     if not 1 <= span.line <= len(lines):
         return [f"  = {hint}"] if hint else []
-    text = lines[span.line - 1].replace("\t", " ")
+    text = lines[span.line - 1]
     if len(text) > 200:  # keep junk input readable: a window around the caret
         lo = max(0, span.column - 80)
         text, offset = text[lo:lo + 160], lo
     else:
         offset = 0
+    # one column per character, as the parser counts them: tabs and other control
+    # characters print as a space, so the caret stays under the span
+    text = "".join(c if c.isprintable() else " " for c in text).rstrip()
     start = span.column - 1 - offset
     end = span.end_column - 1 - offset if span.end_line == span.line else len(text)
     width = max(1, min(end, len(text) + 1) - start)

@@ -22,7 +22,9 @@ _OPERATORS = {"+", "-", "*", "/", "//", "%", "**", "<", "<=", ">", ">=", "==", "
 _ACTION_START = {"stop", "save", "restore", "print", "warn", "set", "cooldown", "call"}
 # Tokens that can start an expression; when these are acceptable, say "an expression".
 _EXPR_START = {"NAME", "NUMBER", "STRING", "(", "-", "+", "{", "true", "false", "none", "not",
-               "log", "epoch", "epochs", "batch", "batches", "step", "steps"}
+               "log", "cooldown", "epoch", "epochs", "batch", "batches", "step", "steps"}
+# Keywords that are also accepted as names in some places (grammar: soft_name, field_name).
+_SOFT_NAMES = {"cooldown", "weights", "best"}
 
 
 @functools.cache
@@ -58,6 +60,10 @@ def read_source(path: str | os.PathLike[str]) -> str:
     except OSError as exc:
         raise CbdslSyntaxError(Diagnostic("E213", f"cannot read rule file: {exc.strerror}",
                                           path=name)) from None
+    except ValueError:  # open() refuses a name with a NUL character
+        shown = name.replace("\0", "\\0")
+        raise CbdslSyntaxError(Diagnostic("E213", "cannot read rule file: its name holds a "
+                                          "NUL character", path=shown)) from None
     return decode(data, name)
 
 
@@ -174,6 +180,8 @@ def describe_expected(terminals) -> str:
     if values >= _ACTION_START:
         values -= _ACTION_START | {"log", "NAME"}
         words.append("an action")
+    if "NAME" in literals.values():
+        values -= _SOFT_NAMES  # said by "a name" or "an expression"
     operators = bool(values & _OPERATORS)
     values -= _OPERATORS
     words = sorted(f"'{v}'" for v in values if v not in _WORDS) + sorted(
@@ -182,6 +190,6 @@ def describe_expected(terminals) -> str:
         words.append("an operator")
     if not words:
         return ""
-    if len(words) > 8:
-        words = [*words[:7], "..."]
+    if len(words) > 10:  # what can follow a rule or a rule's events is 9 or 10 words: say them all
+        words = [*words[:9], "..."]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
