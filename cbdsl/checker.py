@@ -16,6 +16,7 @@ from cbdsl import vocab
 from cbdsl.diagnostics import CbdslCheckError, CbdslError, Diagnostic, Span, did_you_mean
 
 REQUIRED = object()  # marks a parameter with no default
+INVALID = object()  # marks a parameter whose default was refused (E219)
 COMMON_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae", "mse",
                   "val_mse", "auc", "val_auc", "precision", "recall", "learning_rate")
 
@@ -107,6 +108,7 @@ class Checker:
         self.definitions: dict[str, Definition] = {}
         self.library_cache: dict[Path, n.Program] = {}
         self._importing: dict[str, Span] = {}  # file -> the import being followed from it
+        self._origin: dict[int, n.Program] = {}  # top-level item -> the file it was written in
         self._base = (os.path.dirname(os.path.abspath(program.path))
                       if program.path not in ("<string>", "") else None)
 
@@ -117,6 +119,11 @@ class Checker:
         source = where.source
         self.diagnostics.append(Diagnostic(code, message, span if span and span.line else None,
                                            path, source, hint, tuple(related)))
+
+    def origin(self, item: n.Node, default: Definition | n.Program) -> Definition | n.Program:
+        """Where a top-level item was written: an imported file's rules, params and vars are
+        reported in that file, not in the file that imports it."""
+        return self._origin.get(id(item), default)
 
     # ---------------------------------------------------------- entry point
     def run(self) -> CheckedProgram:
@@ -147,6 +154,7 @@ class Checker:
     def _collect(self, program: n.Program, params: list, body: list, uses: list,
                  stack: list[str]) -> None:
         for item in program.items:
+            self._origin[id(item)] = program
             if isinstance(item, n.Import):
                 self._import(item, program, params, body, uses, stack)
             elif isinstance(item, n.CallbackDef):
@@ -195,7 +203,9 @@ class Checker:
 
     def _params(self, decls: Iterable[n.ParamDecl], where) -> dict[str, ParamInfo]:
         params: dict[str, ParamInfo] = {}
+        default_where = where
         for decl in decls:
+            where = self.origin(decl, default_where)
             name = decl.name.name
             if name in params:
                 self.report("E209", f"parameter '{name}' is declared twice", decl.name.span, where)
@@ -215,6 +225,8 @@ class Checker:
             except NotConstant as exc:
                 self.report("E219", f"the default of '{name}' must be a constant", exc.span, where,
                             "parameters are typed by constant defaults")
+                # still a parameter (not a metric), of no known type: no errors follow from it
+                params[name] = ParamInfo(name, "any", INVALID, decl)
                 continue
             params[name] = ParamInfo(name, vocab.type_of_value(value), value, decl)
         return params
@@ -241,7 +253,10 @@ class Checker:
             definition = self._library_definition(folder, rule)
             if definition is not None:
                 return definition
-        names = sorted({p.stem for folder in dirs for p in folder.glob("*.cbd")})
+        # the callbacks the library defines (every file of it was parsed by the search above)
+        names = sorted({item.name.name for folder in dirs for path in folder.glob("*.cbd")
+                        for item in self.library_cache.get(path, n.Program(())).items
+                        if isinstance(item, n.CallbackDef)})
         self.report("E206", f"library '{library}' has no rule '{rule}'", use.name[-1].span, where,
                     did_you_mean(rule, names)
                     or (f"it has: {', '.join(names)}" if names else "it has no rules"))
@@ -313,10 +328,10 @@ class Checker:
             name = var.name.name
             if name in definition.params:
                 self.report("E209", f"'{name}' is both a parameter and a state variable",
-                            var.name.span, definition)
+                            var.name.span, self.origin(var, definition))
             elif name in scope.variables:
                 self.report("E209", f"state variable '{name}' is declared twice", var.name.span,
-                            definition)
+                            self.origin(var, definition))
             else:
                 scope.variables[name] = scope.infer(var.value, self, None)
         for rule in definition.rules:
@@ -328,7 +343,7 @@ class Checker:
         for var in definition.variables:
             if var.name.name not in read:
                 self.report("W203", f"state variable '{var.name.name}' is never read",
-                            var.name.span, definition)
+                            var.name.span, self.origin(var, definition))
 
     def _check_conflicts(self, definition: Definition) -> None:
         writers: dict[tuple[str, str, Any], list[tuple[n.Rule, Span]]] = defaultdict(list)
@@ -340,11 +355,12 @@ class Checker:
                     if not any(other is rule for other, _ in entries):  # a rule's own actions
                         entries.append((rule, span))                   # run in their order
         for (event, target, _), entries in writers.items():
-            for (_, span), (_, first) in zip(entries[1:], entries, strict=False):
+            for (rule, span), (other, first) in zip(entries[1:], entries, strict=False):
                 self.report("E207", f"two rules write {target} at {event} in no declared order",
-                            span, definition,
+                            span, self.origin(rule, definition),
                             "give one rule a priority, or merge the rules",
-                            [("the other write is here", definition.path, first)])
+                            [("the other write is here", self.origin(other, definition).path,
+                              first)])
 
     def _check_cross_conflicts(self, instances: list[Instance]) -> None:
         seen: dict[tuple[str, str], Instance] = {}
@@ -383,7 +399,7 @@ class Scope:
                 name = node.alias.name
                 if name in self.trackers or name in self.params or name in self.variables:
                     checker.report("E209", f"'{name}' is already defined", node.alias.span,
-                                   self.definition)
+                                   checker.origin(rule, self.definition))
                 else:
                     self.trackers[name] = node
 
@@ -449,10 +465,11 @@ class RuleChecker:
     def __init__(self, checker: Checker, scope: Scope, rule: n.Rule):
         self.checker, self.scope, self.rule = checker, scope, rule
         self.definition = scope.definition
+        self.where = checker.origin(rule, scope.definition)  # the file the rule is written in
         self.events: list[vocab.Event] = []
 
     def report(self, code, message, span, hint=None, related=()):
-        self.checker.report(code, message, span, self.definition, hint, related)
+        self.checker.report(code, message, span, self.where, hint, related)
 
     def check(self) -> None:
         for ident in self.rule.events:
@@ -560,7 +577,7 @@ class RuleChecker:
             hint = did_you_mean(name, COMMON_METRICS)
         if hint:
             self.checker.report("W201", f"'{name}' is read as a log metric", node.span,
-                                self.definition, hint)
+                                self.where, hint)
 
     def check_attribute(self, node: n.Attribute) -> None:
         name = node.value.name
@@ -761,7 +778,8 @@ def const_value(expr: n.Expr | None, params: dict[str, ParamInfo] | None = None)
         return None
     if t is n.Name and expr.id == "inf":
         return float("inf")
-    if t is n.Name and params and expr.id in params and params[expr.id].default is not REQUIRED:
+    if t is n.Name and params and expr.id in params and \
+            params[expr.id].default is not REQUIRED and params[expr.id].default is not INVALID:
         return params[expr.id].default
     if t is n.Unary and expr.op in "+-":
         value = const_value(expr.operand, params)
