@@ -81,7 +81,7 @@ def decode(data: bytes, path: str = "<string>") -> str:
         source = data.decode("utf-8", "replace")
         raise CbdslSyntaxError(Diagnostic(
             "E103", f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8 text",
-            Span.point(line, column, exc.start), path, source)) from None
+            Span.point(line, column, len(head)), path, source)) from None
 
 
 def parse_tree(text: str, path: str = "<string>") -> lark.Tree:
