@@ -120,19 +120,47 @@ class Firing:
 
 def is_improvement(value: float, reference: float | None, direction: str,
                    min_delta: float) -> bool:
-    """Keras's `_is_improvement`: strict, by `min_delta`, through the backend's own comparison.
+    """Keras's `_is_improvement`: strict, by `min_delta`, in the backend's float precision.
 
     Keras compares with `ops.less`/`ops.greater`, which turn Python floats into
-    float32 tensors of the active backend (JAX, for one, flushes float32
-    subnormals to zero); the same ops here give the same answer on every backend.
+    `floatx` tensors of the active backend. For finite normal numbers (and zero)
+    a NumPy comparison in `floatx` gives the same answer at a fraction of the
+    cost; anything else (subnormals, which JAX flushes to zero, infinities, NaN)
+    goes through the backend's own op so that every backend keeps its own answer.
     """
     if reference is None:
         return True
+    shifted = value - min_delta if direction == "max" else value + min_delta
+    dtype, tiny = _floatx()
+    if dtype is None:  # float16/bfloat16 floatx: leave it all to the backend
+        return _backend_compare(shifted, reference, direction)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a, b = dtype(shifted), dtype(reference)
+    if _plain(a, tiny) and _plain(b, tiny):
+        return bool(a > b) if direction == "max" else bool(a < b)
+    return _backend_compare(shifted, reference, direction)
+
+
+def _backend_compare(shifted: float, reference: float, direction: str) -> bool:
     from keras import ops
 
-    if direction == "max":
-        return bool(ops.greater(value - min_delta, reference))
-    return bool(ops.less(value + min_delta, reference))
+    op = ops.greater if direction == "max" else ops.less
+    return bool(op(shifted, reference))
+
+
+def _plain(x: np.floating, tiny: float) -> bool:
+    """Finite and either zero or normal: the values every backend compares alike."""
+    return bool(np.isfinite(x)) and (x == 0 or abs(x) >= tiny)
+
+
+def _floatx() -> tuple[type | None, float]:
+    from keras import backend
+
+    floatx = backend.floatx()
+    if floatx not in ("float32", "float64"):
+        return None, 0.0
+    dtype = np.float32 if floatx == "float32" else np.float64
+    return dtype, float(np.finfo(dtype).tiny)
 
 
 def resolve_direction(mode: str, metric: str | None, model: Any, owner: str) -> str:
