@@ -254,6 +254,12 @@ class Builder(Transformer):
     def warn(self, meta, children):
         return n.Warn(children[0], _span(meta))
 
+    def fail(self, meta, children):
+        return n.Fail(children[0], _span(meta))
+
+    def record(self, meta, children):
+        return n.Record(_span(meta))
+
     def set_(self, meta, children):
         token, op, value = children
         return n.Set(_ident(token), op, value, _span(meta))
@@ -294,6 +300,10 @@ class Builder(Transformer):
         token, value = children
         return n.ParamDecl(_ident(token), value, None, _span(meta))
 
+    def require(self, meta, children):
+        condition, message = children
+        return n.Require(condition, message, _span(meta))
+
     def var_decl(self, meta, children):
         token, value = children
         return n.VarDecl(_ident(token), value, _span(meta))
@@ -315,8 +325,8 @@ class Builder(Transformer):
         return n.ParamDecl(_ident(token), value, None, _span(meta))
 
     def param_typed(self, meta, children):
-        token, type_name = children
-        return n.ParamDecl(_ident(token), None, _ident(type_name), _span(meta))
+        token, type_name, default = children
+        return n.ParamDecl(_ident(token), default, _ident(type_name), _span(meta))
 
     def params(self, meta, children):
         return tuple(_present(children))

@@ -51,6 +51,10 @@ class Definition:
     def variables(self) -> list[n.VarDecl]:
         return [item for item in self.body if isinstance(item, n.VarDecl)]
 
+    @property
+    def requirements(self) -> list[n.Require]:
+        return [item for item in self.body if isinstance(item, n.Require)]
+
 
 @dataclass
 class Instance:
@@ -217,7 +221,9 @@ class Checker:
                                 decl.type_name.span, where,
                                 did_you_mean(type_name, vocab.PARAM_TYPES))
                     type_name = "any"  # reported once; no type errors follow from it
-                default = None if type_name == "python" else REQUIRED
+                default = None if type_name in ("python", "schedule") else REQUIRED
+                if decl.default is not None:
+                    default = self._typed_default(decl, type_name, where)
                 params[name] = ParamInfo(name, type_name, default, decl)
                 continue
             try:
@@ -230,6 +236,21 @@ class Checker:
                 continue
             params[name] = ParamInfo(name, vocab.type_of_value(value), value, decl)
         return params
+
+    def _typed_default(self, decl: n.ParamDecl, type_name: str, where) -> Any:
+        """The default of `name: type = default`, which must be a constant of that type."""
+        try:
+            value = const_value(decl.default)
+        except NotConstant as exc:
+            self.report("E219", f"the default of '{decl.name.name}' must be a constant",
+                        exc.span, where)
+            return INVALID
+        given = vocab.type_of_value(value)
+        if type_name != "any" and not vocab.accepts(type_name, given):
+            self.report("E221", f"'{decl.name.name}' is declared {type_name} but its default "
+                        f"is {given}", decl.default.span, where)
+            return INVALID
+        return value
 
     # --------------------------------------------------------------- uses
     def _resolve_use(self, use: n.Use, where: n.Program) -> Definition | None:
@@ -334,6 +355,8 @@ class Checker:
                             self.origin(var, definition))
             else:
                 scope.variables[name] = scope.infer(var.value, self, None)
+        for requirement in definition.requirements:
+            self._check_requirement(requirement, definition)
         for rule in definition.rules:
             scope.collect_trackers(rule, self)
         for rule in definition.rules:
@@ -344,6 +367,25 @@ class Checker:
             if var.name.name not in read:
                 self.report("W203", f"state variable '{var.name.name}' is never read",
                             var.name.span, self.origin(var, definition))
+
+    def _check_requirement(self, requirement: n.Require, definition: Definition) -> None:
+        """`require` reads only parameters and constants: it runs before training starts."""
+        where = self.origin(requirement, definition)
+        for node in (*walk(requirement.condition), *walk(requirement.message)):
+            if isinstance(node, n.Name) and node.id not in definition.params and node.id != "inf":
+                self.report("E219", f"a requirement reads only parameters, not '{node.id}'",
+                            node.span, where, did_you_mean(node.id, definition.params))
+            elif isinstance(node, n.Stalls | n.Improves | n.Attribute):
+                self.report("E219", "a requirement reads only parameters", node.span, where)
+        if isinstance(requirement.message, n.String):
+            problem = template_problem(requirement.message.value)
+            if problem:
+                self.report("E215", problem, requirement.message.span, where)
+            for name in template_fields(requirement.message.value):
+                if name not in definition.params:
+                    self.report("E215", f"template field '{{{name}}}' is not a parameter",
+                                requirement.message.span, where,
+                                did_you_mean(name, definition.params))
 
     def _check_conflicts(self, definition: Definition) -> None:
         writers: dict[tuple[str, str, Any], list[tuple[n.Rule, Span]]] = defaultdict(list)
@@ -593,6 +635,12 @@ class RuleChecker:
     def check_call(self, node: n.Call) -> None:
         name = node.func.name
         function = vocab.FUNCTIONS.get(name)
+        info = self.scope.params.get(name)
+        if info is not None and info.type in ("python", "schedule"):
+            if info.type == "schedule" and not 1 <= len(node.args) <= 2:
+                self.report("E203", f"the schedule '{name}' takes (epoch) or (epoch, lr)",
+                            node.span)
+            return
         if function is None:
             self.report("E202", f"unknown function '{name}'", node.func.span,
                         did_you_mean(name, vocab.FUNCTIONS) or
@@ -698,7 +746,7 @@ class RuleChecker:
             self.check_expr(action.value)
         elif isinstance(action, n.Log):
             self.check_expr(action.value)
-        elif isinstance(action, n.Save | n.Print | n.Warn):
+        elif isinstance(action, n.Save | n.Print | n.Warn | n.Fail):
             self.check_template(action.path if isinstance(action, n.Save) else action.template)
             if isinstance(action, n.Save) and action.kind == "weights":
                 self.check_weights_path(action.path)
@@ -733,8 +781,25 @@ class RuleChecker:
                 self.report("E215", problem, expr.span,
                             "fields are plain names with an optional format spec: "
                             "{val_loss:.4f}")
+            elif problem := self.tracker_field_problem(expr.value):
+                self.report("E215", problem, expr.span,
+                            "a dotted field reads a tracker: `X stalls 3 as plateau` gives "
+                            "{plateau.best_epoch}")
         elif self.scope.infer(expr, self.checker, None) not in ("str", "any"):
             self.report("E221", "a template must be a string", expr.span)
+
+    def tracker_field_problem(self, text: str) -> str | None:
+        """Why a dotted template field is refused: it must be TRACKER.field."""
+        for name in template_fields(text):
+            if "." not in name:
+                continue
+            tracker, attr = name.split(".", 1)
+            if tracker not in self.scope.trackers:
+                return f"template field '{{{name}}}': no tracker named '{tracker}'"
+            if attr not in vocab.TRACKER_FIELDS:
+                return (f"template field '{{{name}}}': trackers have no field '{attr}' "
+                        f"(fields: {', '.join(vocab.TRACKER_FIELDS)})")
+        return None
 
     def check_weights_path(self, expr: n.Expr) -> None:
         try:
@@ -949,8 +1014,9 @@ def template_problem(text: str) -> str | None:
     for _, name, spec, conversion in parts:
         if name is None:
             continue
-        if not name.isidentifier():
-            return (f"template field '{{{name}}}' must be a plain name" if name else
+        if not all(part.isidentifier() for part in name.split(".", 1)):
+            return (f"template field '{{{name}}}' must be a plain name or TRACKER.field"
+                    if name else
                     "template fields must be named: '{}' is not allowed")
         if conversion:
             return (f"template field '{{{name}!{conversion}}}' uses a conversion; "

@@ -24,7 +24,14 @@ from cbdsl.checker import (
     template_fields,
     walk,
 )
-from cbdsl.diagnostics import CbdslCompileError, CbdslRuntimeError, Diagnostic, did_you_mean
+from cbdsl.diagnostics import (
+    CbdslCompileError,
+    CbdslRuntimeError,
+    Diagnostic,
+    RequirementError,
+    RuleFailure,
+    did_you_mean,
+)
 
 Fn = Callable[["Context"], Any]
 
@@ -44,12 +51,13 @@ _ASSIGN: dict[str, Callable[[Any, Any], Any]] = {
 class Context:
     """What a rule sees while one event runs: logs, counters, learning rate, predicate results."""
 
-    __slots__ = ("_lr", "batch", "cb", "epoch", "logs", "results")
+    __slots__ = ("_lr", "batch", "cb", "epoch", "logs", "missing", "results")
 
     def __init__(self, cb: Any, logs: dict | None, epoch: int | None, batch: int | None):
         self.cb, self.logs, self.epoch, self.batch = cb, logs, epoch, batch
         self.results: dict[int, bool] = {}
         self._lr: float | None = None
+        self.missing: str | None = None
 
     def metric(self, name: str) -> Any:
         logs = self.logs
@@ -95,6 +103,7 @@ class CompiledRule:
     trackers: list[TrackerSpec] = field(default_factory=list)
     condition: Fn | None = None
     actions: list[Callable[[Context], str]] = field(default_factory=list)
+    stops: bool = False
 
     def passes_filters(self, ctx: Context, counters: dict[str, int | None]) -> bool:
         for kind, counter, count in self.filters:
@@ -128,12 +137,21 @@ class CompiledRule:
             if self.condition is not None and not self.condition(ctx):
                 return
         except runtime.MissingMetric as missing:
-            runtime.warn_missing(cb.__class__.__name__, self.line, missing.name, ctx.logs or {})
+            handlers = cb.rules_by_event.get("metric_missing")
+            if not handlers:
+                runtime.warn_missing(cb.__class__.__name__, self.line, missing.name,
+                                     ctx.logs or {})
+                return
+            signal = Context(cb, ctx.logs, ctx.epoch, ctx.batch)
+            signal.missing = missing.name
+            for rule in handlers:
+                rule.run(signal, "metric_missing", counters)
             return
         done = [action(ctx) for action in self.actions]
-        for spec in self.trackers:
-            if spec.stalls is not None:
-                state.trackers[spec.name].wait = 0  # a stall acted on starts a new count
+        if not self.stops:  # a stall acted on starts a new count; a stop keeps it, as Keras
+            for spec in self.trackers:
+                if spec.stalls is not None:
+                    state.trackers[spec.name].wait = 0
         state.fired[self.label] = state.fired.get(self.label, 0) + 1
         cb.timeline.append(runtime.Firing(event, ctx.epoch, ctx.batch, self.label,
                                           self.reasons(ctx), tuple(d for d in done if d)))
@@ -163,8 +181,9 @@ class ExprCompiler:
     """Turns expression nodes into closures over a `Context`; nothing is ever `eval`-ed."""
 
     def __init__(self, params: dict[str, Any], variables: set[str], trackers: dict[int, str],
-                 where: str = ""):
+                 where: str = "", schedules: frozenset[str] = frozenset()):
         self.params, self.variables, self.trackers, self.where = params, variables, trackers, where
+        self.schedules = schedules  # parameters of type `schedule`: Keras's calling convention
 
     def compile(self, expr: n.Expr) -> Fn:
         return getattr(self, f"visit_{type(expr).__name__}")(expr)
@@ -198,6 +217,8 @@ class ExprCompiler:
     def visit_Call(self, node: n.Call) -> Fn:
         name = node.func.name
         args = [self.compile(a) for a in node.args]
+        if name in self.params:
+            return self.param_call(name, args)
         if name == "metric":
             (arg,) = args
             return lambda c: c.metric(str(arg(c)))
@@ -222,6 +243,30 @@ class ExprCompiler:
             except (ValueError, OverflowError) as exc:
                 raise _math_error(name, exc, where) from None
         return call
+
+    def param_call(self, name: str, args: list[Fn]) -> Fn:
+        """A call of a `python` or `schedule` parameter: `schedule(epoch, lr)`."""
+        value, where = self.params[name], self.where
+        if isinstance(value, dict):  # a step schedule: the entry of the largest key not above x
+            def table(c):
+                x, *rest = [a(c) for a in args]
+                return vocab.FUNCTIONS["piecewise"].impl(value, x, rest[0] if rest else None)
+            return table
+        if isinstance(value, str):
+            expr = parse_schedule(value, f"{where}: {name}")
+            body = ExprCompiler({}, set(), {}, where).compile(expr)
+
+            def expression(c):
+                bound = Context(c.cb, c.logs, *[a(c) for a in args][:1], c.batch)
+                if len(args) > 1:
+                    bound._lr = args[1](c)
+                return body(bound)
+            return expression
+        if value is None:
+            return lambda c: None
+        if name in self.schedules:
+            return lambda c: runtime.call_schedule(value, [a(c) for a in args], name)
+        return lambda c: value(*[a(c) for a in args])  # the caller's own Python function
 
     def visit_Unary(self, node: n.Unary) -> Fn:
         operand = self.compile(node.operand)
@@ -303,6 +348,37 @@ def _isfinite(value: Any) -> bool:
         return False
 
 
+SCHEDULE_NAMES = ("epoch", "lr", "learning_rate", "epochs", "inf")
+
+
+def parse_schedule(text: str, where: str) -> n.Expr:
+    """A schedule given as text (`0.1 * 0.9 ** epoch`), parsed and checked; never `eval`-ed.
+
+    It may read `epoch`, `lr`, `learning_rate`, `epochs` and `inf`, and call the
+    built-in functions; anything else is a CbdslCompileError with its position.
+    """
+    from cbdsl.parser import parse_expression
+
+    path = f"<{where}>"
+    expr = parse_expression(text, path)
+    for node in walk(expr):
+        problem = None
+        if isinstance(node, n.Name) and node.id not in SCHEDULE_NAMES:
+            problem = ("E206", f"a schedule cannot read '{node.id}'", node.span,
+                       did_you_mean(node.id, SCHEDULE_NAMES) or
+                       "names: " + ", ".join(SCHEDULE_NAMES))
+        elif isinstance(node, n.Call) and (node.func.name not in vocab.FUNCTIONS
+                                           or node.func.name in ("metric", "has")):
+            problem = ("E202", f"a schedule cannot call '{node.func.name}'", node.func.span,
+                       did_you_mean(node.func.name, vocab.FUNCTIONS))
+        elif isinstance(node, n.Stalls | n.Improves | n.Attribute | n.Table):
+            problem = ("E205", "a schedule is arithmetic on epoch and lr", node.span, None)
+        if problem:
+            code, message, span, hint = problem
+            raise CbdslCompileError(Diagnostic(code, message, span, path, text, hint=hint))
+    return expr
+
+
 def _math_error(name: str, exc: Exception, where: str) -> CbdslRuntimeError:
     return CbdslRuntimeError(Diagnostic("E221", f"{where}: {name}() failed: {exc}"))
 
@@ -323,6 +399,12 @@ def name_reader(name: str) -> Fn:
         return lambda c: math.inf
     if name == "logs":
         return lambda c: c.logs
+    if name == "available":
+        return lambda c: ",".join(c.logs or {})
+    if name == "stopped_epoch":
+        return lambda c: c.cb.state.stopped_epoch
+    if name == "missing":
+        return lambda c: c.missing
     return lambda c: c.metric(name)
 
 
@@ -336,6 +418,8 @@ class DefinitionCompiler:
         self.definition, self.params, self.label = definition, params, label
         self.variables = {v.name.name for v in definition.variables}
         self.restored = self._restored_trackers()
+        self.schedules = frozenset(k for k, info in definition.params.items()
+                                   if info.type == "schedule")
 
     def _restored_trackers(self) -> set[str]:
         """Trackers that some `restore best weights` reads: they keep weight snapshots."""
@@ -361,6 +445,17 @@ class DefinitionCompiler:
                 "E219", f"{what} must be known before training starts", expr.span,
                 self.definition.path, self.definition.source)) from exc
 
+    def check_requirements(self) -> None:
+        """Raise RequirementError (a ValueError) for the first `require` the arguments fail."""
+        for requirement in self.definition.requirements:
+            if self.constant(requirement.condition, "a requirement"):
+                continue
+            text = self.constant(requirement.message, "a requirement's message")
+            message = runtime.render(str(text), dict(self.params), self.label)
+            raise RequirementError(Diagnostic(
+                "E302", message, requirement.span, self.definition.path,
+                self.definition.source))
+
     def rules(self) -> dict[str, list[CompiledRule]]:
         by_event: dict[str, list[CompiledRule]] = {}
         for index, rule in enumerate(self.definition.rules):
@@ -377,7 +472,7 @@ class DefinitionCompiler:
     def rule(self, rule: n.Rule, index: int) -> CompiledRule | None:
         label = rule.label.name if rule.label else f"rule@{rule.span.line}"
         where = f"{self.label}: {label}"
-        exprs = ExprCompiler(self.params, self.variables, {}, where)
+        exprs = ExprCompiler(self.params, self.variables, {}, where, self.schedules)
         events = [vocab.resolve_event(i.name) for i in rule.events]
         priority = int(self.constant(rule.priority.value, "priority")) if rule.priority else 0
         compiled = CompiledRule(label, rule.span.line, index, priority,
@@ -395,6 +490,7 @@ class DefinitionCompiler:
         if rule.actions and not actions:
             return None  # only hooks the caller did not pass: no hook, no cost
         compiled.actions = [self.action(a, compiled, exprs, where) for a in actions]
+        compiled.stops = any(isinstance(a, n.Stop) for a in actions)
         return compiled
 
     def _inert(self, action: n.Action) -> bool:
@@ -471,6 +567,21 @@ class DefinitionCompiler:
                     c.logs[key] = v
                 return f"log {key} = {_num(v)}"
             return log
+        if isinstance(action, n.Fail):
+            text = self.template(action.template, exprs)
+
+            def fail(c: Context) -> str:
+                raise RuleFailure(text(c))
+            return fail
+        if isinstance(action, n.Record):
+            def record(c: Context) -> str:
+                state = c.cb.state
+                state.recorded_epochs.append(c.epoch)
+                for key, value in (c.logs or {}).items():
+                    state.history.setdefault(key, []).append(value)
+                c.cb.model.history = c.cb
+                return "record"
+            return record
         if isinstance(action, n.Print | n.Warn):
             text, is_print = self.template(action.template, exprs), isinstance(action, n.Print)
 
@@ -534,11 +645,18 @@ class DefinitionCompiler:
         return fill
 
     def field(self, name: str, c: Context, exprs: ExprCompiler) -> Any:
-        # In templates, epoch and batch are 1-based, as Keras prints them and names files.
+        # In templates, epoch and batch numbers are 1-based, as Keras prints them and names
+        # files: `{epoch}`, `{batch}`, `{stopped_epoch}` and a tracker's `{NAME.best_epoch}`.
         if name == "epoch" and c.epoch is not None:
             return c.epoch + 1
         if name == "batch" and c.batch is not None:
             return c.batch + 1
+        if name == "stopped_epoch":
+            return c.cb.state.stopped_epoch + 1
+        if "." in name:
+            tracker, attr = name.split(".", 1)
+            value = getattr(c.cb.state.trackers[tracker], attr)
+            return value + 1 if attr == "best_epoch" else value
         if name in self.definition.params or name in self.variables:
             return exprs.visit_Name(n.Name(name))(c)
         value = name_reader(name)(c)
@@ -584,6 +702,7 @@ def compiled_base() -> type:
         initial_variables: dict[str, Callable[[], Any]] = {}
         tracker_names: tuple[str, ...] = ()
         phase = "train"
+        records = False  # whether a `record` action makes this a History
 
         def __init__(self, arguments: dict[str, Any]):
             super().__init__()
@@ -593,10 +712,14 @@ def compiled_base() -> type:
             self.reset_state()
 
         def reset_state(self) -> None:
-            """Start every counter, best value and variable afresh (done at train begin)."""
+            """Start every counter, best value and variable afresh (done at train begin).
+
+            The recorded history is kept across `fit` calls, as Keras's History keeps it.
+            """
             self.state = runtime.CallbackState(
                 variables={k: make() for k, make in self.initial_variables.items()},
-                trackers={k: runtime.TrackerState() for k in self.tracker_names})
+                trackers={k: runtime.TrackerState() for k in self.tracker_names},
+                history=self.state.history if "state" in self.__dict__ else {})
 
         def step_index(self, batch: int | None) -> int | None:
             return None if batch is None else self.state.step - 1
@@ -625,6 +748,8 @@ def compiled_base() -> type:
                     return state.trackers[name]
                 if name in ("stopped_epoch", "step", "fired"):
                     return getattr(state, name)
+                if self.records and name in ("history", "epoch"):
+                    return state.history if name == "history" else state.recorded_epochs
                 if len(state.trackers) == 1 and name in ("wait", "best", "best_epoch", "value",
                                                          "cooldown", "best_weights"):
                     return getattr(next(iter(state.trackers.values())), name)
@@ -637,7 +762,8 @@ def compiled_base() -> type:
     return CompiledCallback
 
 
-def _hook(event: vocab.Event, needs_epoch_begin: bool, counts_steps: bool) -> Callable:
+def _hook(event: vocab.Event, needs_epoch_begin: bool, counts_steps: bool,
+          records: bool = False) -> Callable:
     name, phase = event.name, event.phase
     if event.level == "epoch":
         if name == "epoch_begin":
@@ -662,6 +788,10 @@ def _hook(event: vocab.Event, needs_epoch_begin: bool, counts_steps: bool) -> Ca
             self.reset_state()
             if name in self.rules_by_event:
                 self._run(name, phase, logs)
+    elif name == "train_end" and records:
+        def hook(self, logs=None):
+            self._run(name, phase, logs, self.state.epoch)
+            self.model.history = self  # `fit` returns the model's history: this one
     else:
         def hook(self, logs=None):
             self._run(name, phase, logs, self.state.epoch if name == "train_end" else None)
@@ -672,6 +802,7 @@ def _hook(event: vocab.Event, needs_epoch_begin: bool, counts_steps: bool) -> Ca
 def build_class(definition: Definition, params: dict[str, Any], label: str) -> type:
     """Generate the Callback subclass for one definition with bound parameters."""
     compiler = DefinitionCompiler(definition, params, label)
+    compiler.check_requirements()
     rules_by_event = compiler.rules()
     initial = {}
     for var in definition.variables:
@@ -698,8 +829,14 @@ def build_class(definition: Definition, params: dict[str, Any], label: str) -> t
         "__doc__": definition.doc or f"Compiled from the cbdsl rules of '{definition.name}'.",
         "__module__": "cbdsl.compiled",
     }
+    records = any(isinstance(a, n.Record) for r in definition.rules for a in r.actions)
+    if records:
+        events.add(vocab.EVENTS["train_end"])
+        rules_by_event.setdefault("train_end", [])
+        namespace["records"] = True
     for event in events:
-        namespace[event.hook] = _hook(event, needs_epoch, counts_steps)
+        if event.level != "signal":
+            namespace[event.hook] = _hook(event, needs_epoch, counts_steps, records)
     return type(_class_name(definition.name), (compiled_base(),), namespace)
 
 
@@ -748,10 +885,12 @@ def check_value(info: ParamInfo, value: Any, where: str, definition: Definition)
         raise CbdslCompileError(Diagnostic(
             "E301", f"{where}: '{info.name}' takes a Python callable, got {given}",
             path=definition.path))
-    if given == "python" and info.type != "python":
+    if given == "python" and info.type not in ("python", "schedule"):
         raise CbdslCompileError(Diagnostic(
             "E216", f"{where}: '{info.name}' is not a Python hook; a callable is only "
             "accepted for parameters declared `NAME: python`", path=definition.path))
+    if info.type == "schedule" and isinstance(value, str):
+        parse_schedule(value, f"{where}: {info.name}")  # bad text is refused at compile time
     if info.type != "python" and not vocab.accepts(info.type, given):
         raise CbdslCompileError(Diagnostic(
             "E301", f"{where}: '{info.name}' takes {info.type}, got {given} ({value!r})",

@@ -40,6 +40,7 @@ CODES: dict[str, str] = {
     "E220": "mode 'auto' needs a metric name",
     "E221": "type mismatch",
     "E301": "invalid value passed to compile",
+    "E302": "requirement not met",
     "E401": "learning rate cannot be set",
     "E402": "metric direction unknown",
     "E403": "template field not available",
@@ -223,3 +224,14 @@ class LearningRateNotSettableError(CbdslRuntimeError, TypeError):
 
 class MetricDirectionError(CbdslRuntimeError, ValueError):
     """`mode='auto'` could not tell whether a metric should go up or down (as Keras)."""
+
+
+class RequirementError(CbdslCompileError, ValueError):
+    """A callback's `require` clause refused its arguments (as Keras: ValueError)."""
+
+    def __str__(self) -> str:
+        return self.diagnostics[0].message
+
+
+class RuleFailure(RuntimeError):
+    """A `fail "message"` action ended training; the message is the rendered template."""

@@ -304,7 +304,23 @@ class CallPython(Node):
     span: Span = _span()
 
 
-Action = Union[Assign, Stop, Save, Restore, Log, Print, Warn, Set, Cooldown, CallPython]  # noqa: UP007
+@dataclass(frozen=True)
+class Fail(Node):
+    """`fail "message"`: end training with a RuntimeError."""
+
+    template: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Record(Node):
+    """`record`: append the epoch and every log value to the callback's history."""
+
+    span: Span = _span()
+
+
+Action = Union[Assign, Stop, Save, Restore, Log, Print, Warn, Set, Cooldown,  # noqa: UP007
+               CallPython, Fail, Record]
 
 # ------------------------------------------------------------ rules and files
 
@@ -322,7 +338,7 @@ class Rule(Node):
 
 @dataclass(frozen=True)
 class ParamDecl(Node):
-    """A parameter: `patience = 5` (typed by its default) or `filepath: str`."""
+    """A parameter: `patience = 5` (typed by its default), `path: str`, `hook: python = none`."""
 
     name: Ident
     default: Expr | None = None
@@ -358,12 +374,21 @@ class Use(Node):
 
 
 @dataclass(frozen=True)
+class Require(Node):
+    """`require COND else "message"`: a ValueError when the callback is built with bad args."""
+
+    condition: Expr
+    message: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class CallbackDef(Node):
     """`callback Name(param = default, ...) { rules }`."""
 
     name: Ident
     params: tuple[ParamDecl, ...] = ()
-    body: tuple[Rule | VarDecl, ...] = ()
+    body: tuple[Rule | VarDecl | Require, ...] = ()
     doc: str | None = None
     span: Span = _span()
 

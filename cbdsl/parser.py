@@ -10,7 +10,7 @@ import lark
 from lark.lexer import PatternStr
 
 from cbdsl.diagnostics import CbdslSyntaxError, Diagnostic, Span
-from cbdsl.nodes import Program
+from cbdsl.nodes import Expr, Program
 
 MAX_BYTES = 1 << 20  # a policy is a page of text; 1 MiB is far past any real one
 MAX_DEPTH = 200  # syntax tree levels; deeper input is refused before it is walked
@@ -19,7 +19,8 @@ MAX_DEPTH = 200  # syntax tree levels; deeper input is refused before it is walk
 _WORDS = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "$END": "end of input"}
 _OPERATORS = {"+", "-", "*", "/", "//", "%", "**", "<", "<=", ">", ">=", "==", "!=",
               "and", "or", "if", ".", "stalls", "improves", "is"}
-_ACTION_START = {"stop", "save", "restore", "print", "warn", "set", "cooldown", "call"}
+_ACTION_START = {"stop", "save", "restore", "print", "warn", "set", "cooldown", "call", "fail",
+                 "record"}
 # Tokens that can start an expression; when these are acceptable, say "an expression".
 _EXPR_START = {"NAME", "NUMBER", "STRING", "(", "-", "+", "{", "true", "false", "none", "not",
                "log", "cooldown", "epoch", "epochs", "batch", "batches", "step", "steps"}
@@ -32,7 +33,8 @@ def lark_parser() -> lark.Lark:
     """The one LALR parser, built on first use (the grammar ships in cbdsl.grammar)."""
     grammar = resources.files("cbdsl.grammar").joinpath("cbdsl.lark").read_text("utf-8")
     return lark.Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True,
-                     strict=True, maybe_placeholders=True, cache=_cache_path(grammar))
+                     strict=True, maybe_placeholders=True, start=["start", "expr"],
+                     cache=_cache_path(grammar + "start,expr"))
 
 
 def _cache_path(grammar: str) -> str | bool:
@@ -84,13 +86,13 @@ def decode(data: bytes, path: str = "<string>") -> str:
             Span.point(line, column, len(head)), path, source)) from None
 
 
-def parse_tree(text: str, path: str = "<string>") -> lark.Tree:
+def parse_tree(text: str, path: str = "<string>", start: str = "start") -> lark.Tree:
     """Parse `text` into a Lark tree, raising CbdslSyntaxError on any malformed input."""
     if len(text) > MAX_BYTES:
         raise CbdslSyntaxError(Diagnostic(
             "E105", f"rule file is larger than {MAX_BYTES // 1024} KiB", path=path))
     try:
-        tree = lark_parser().parse(text)
+        tree = lark_parser().parse(text, start=start)
     except lark.exceptions.UnexpectedInput as exc:
         raise CbdslSyntaxError(_diagnose(exc, text, path)) from None
     _check_depth(tree, text, path)
@@ -113,6 +115,17 @@ def parse(text: str, path: str = "<string>") -> Program:
     from cbdsl.builder import build
 
     return build(parse_tree(text, path), text, path)
+
+
+def parse_expression(text: str, path: str = "<expression>") -> Expr:
+    """Parse one expression (a schedule given as text): `0.1 * 0.9 ** epoch`.
+
+    Raises:
+        CbdslSyntaxError: the text is not exactly one expression (codes E1xx).
+    """
+    from cbdsl.builder import build
+
+    return build(parse_tree(text, path, start="expr"), text, path)
 
 
 def _check_depth(tree: lark.Tree, text: str, path: str) -> None:

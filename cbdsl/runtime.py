@@ -6,6 +6,7 @@ import math
 import os
 import string
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,9 +74,13 @@ class CallbackState:
     step: int = 0
     last_batch: int | None = None
     fired: dict[str, int] = field(default_factory=dict)
+    history: dict[str, list[Any]] = field(default_factory=dict)
+    recorded_epochs: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "history": {k: list(v) for k, v in self.history.items()},
+            "recorded_epochs": list(self.recorded_epochs),
             "variables": dict(self.variables),
             "trackers": {k: t.to_dict() for k, t in self.trackers.items()},
             "stopped_epoch": self.stopped_epoch,
@@ -91,6 +96,8 @@ class CallbackState:
         for key in ("stopped_epoch", "epoch", "step", "last_batch"):
             setattr(self, key, data.get(key, getattr(self, key)))
         self.fired = dict(data.get("fired", {}))
+        self.history = {k: list(v) for k, v in data.get("history", {}).items()}
+        self.recorded_epochs = list(data.get("recorded_epochs", []))
 
     def weights(self) -> dict[str, list[Any]]:
         return {k: t.best_weights for k, t in self.trackers.items() if t.best_weights is not None}
@@ -280,6 +287,21 @@ def save(model: Any, kind: str, path: str, where: str) -> None:
         model.save_weights(path, overwrite=True)
     else:
         model.save(path, overwrite=True)
+
+
+def call_schedule(schedule: Callable[..., Any], args: list[Any], name: str) -> Any:
+    """Call a Python schedule as Keras's LearningRateScheduler does.
+
+    `schedule(epoch, lr)`, or `schedule(epoch)` when that raises TypeError; the
+    result must be a float (Python, float32 or float64), else ValueError.
+    """
+    try:
+        value = schedule(*args)
+    except TypeError:
+        value = schedule(*args[:1])
+    if not isinstance(value, float | np.float32 | np.float64):
+        raise ValueError(f"The output of the `{name}` function should be a float. Got: {value}")
+    return value
 
 
 def stop(model: Any, phase: str) -> None:

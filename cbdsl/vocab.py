@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Event:
@@ -16,7 +18,8 @@ class Event:
         name: the event name in rule files (`epoch_end`).
         hook: the `keras.callbacks.Callback` method it compiles to.
         phase: `train`, `test` or `predict`.
-        level: `run` (begin/end of fit, evaluate, predict), `epoch` or `batch`.
+        level: `run` (begin/end of fit, evaluate, predict), `epoch`, `batch`, or
+            `signal` for `metric_missing`, which no Keras hook calls.
     """
 
     name: str
@@ -46,6 +49,8 @@ EVENTS: dict[str, Event] = {
         Event("predict_end", "on_predict_end", "predict", "run"),
         Event("predict_batch_begin", "on_predict_batch_begin", "predict", "batch"),
         Event("predict_batch_end", "on_predict_batch_end", "predict", "batch"),
+        # not a Keras hook: raised when a rule reads a metric its event's logs lack
+        Event("metric_missing", "", "train", "signal"),
     ]
 }
 
@@ -73,6 +78,9 @@ BUILTIN_NAMES: dict[str, str] = {
     "verbose": "the verbosity passed to fit (`params['verbose']`)",
     "inf": "positive infinity",
     "logs": "the logs dict of the event (only as an argument of `call`)",
+    "stopped_epoch": "the epoch at which a `stop` action last stopped training (0 before)",
+    "available": "the names in the event's logs, joined by commas",
+    "missing": "the metric a rule read and did not find (metric_missing only)",
 }
 
 
@@ -84,6 +92,8 @@ def name_available(name: str, event: Event) -> str | None:
         return "'step' exists only in train batch events"
     if name == "epoch" and (event.phase != "train" or event.name == "train_begin"):
         return "'epoch' exists only in epoch, train batch and train_end events"
+    if name == "missing" and event.name != "metric_missing":
+        return "'missing' exists only in metric_missing"
     if name in ("lr", "learning_rate") and event.phase == "predict":
         return "the learning rate is not read in predict events"
     return None
@@ -100,6 +110,7 @@ ACTION_EVENTS: dict[str, frozenset[str]] = {
     "restore": TRAIN_EVENTS,
     "stop": frozenset(e.name for e in EVENTS.values() if not (e.level == "run" and e.is_end)),
     "cooldown": frozenset(e.name for e in EVENTS.values() if e.level != "run"),
+    "record": frozenset({"epoch_end"}),
 }
 
 # ------------------------------------------------------- stateful predicates
@@ -177,6 +188,8 @@ FUNCTIONS: dict[str, Function] = {
         Function("pow", 2, 2, math.pow, "x to the power y"),
         Function("clip", 3, 3, lambda x, lo, hi: min(max(x, lo), hi), "x limited to [lo, hi]"),
         Function("float", 1, 1, float, "as a float"),
+        Function("float32", 1, 1, lambda x: float(np.float32(x)),
+                 "rounded to the nearest float32, as the optimizer stores the learning rate"),
         Function("int", 1, 1, int, "truncated to an integer"),
         Function("lookup", 2, 3, _lookup, "table[key], or the default when key is absent",
                  numeric=False),
@@ -189,7 +202,7 @@ FUNCTIONS: dict[str, Function] = {
 
 # ---------------------------------------------------------------- parameters
 
-PARAM_TYPES = ("int", "float", "str", "bool", "table", "python")
+PARAM_TYPES = ("int", "float", "str", "bool", "table", "python", "schedule")
 
 
 def type_of_value(value: Any) -> str:
@@ -216,6 +229,8 @@ def accepts(declared: str, given: str) -> bool:
     if declared == given or declared == "any":
         return True
     if declared == "float" and given == "int":
+        return True
+    if declared == "schedule" and given in ("table", "python", "str"):
         return True
     # a parameter whose default is none takes any value, and none is allowed anywhere
     # a value is optional (Keras's `baseline=None`)

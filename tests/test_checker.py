@@ -47,7 +47,8 @@ CASES = {
         "1 | on whenever do stop\n"
         "       ^^^^^^^^ events: train_begin, train_end, epoch_begin, epoch_end, "
         "train_batch_begin, train_batch_end, test_begin, test_end, test_batch_begin, "
-        "test_batch_end, predict_begin, predict_end, predict_batch_begin, predict_batch_end"),
+        "test_batch_end, predict_begin, predict_end, predict_batch_begin, predict_batch_end, "
+        "metric_missing"),
     # ------------------------------------------------------------- E202
     "E202-unknown-function": (
         "on epoch_end when mx(val_loss, 1) > 2 do stop",
@@ -337,13 +338,14 @@ CASES = {
     # ------------------------------------------------------------- E215
     "E215-attribute-access": (
         'on epoch_end do print "{a.b}"',
-        "<string>:1:23: error E215: template field '{a.b}' must be a plain name\n"
+        "<string>:1:23: error E215: template field '{a.b}': no tracker named 'a'\n"
         '1 | on epoch_end do print "{a.b}"\n'
-        "                          ^^^^^^^ fields are plain names with an optional format "
-        "spec: {val_loss:.4f}"),
+        "                          ^^^^^^^ a dotted field reads a tracker: `X stalls 3 as "
+        "plateau` gives {plateau.best_epoch}"),
     "E215-index-access": (
         'on epoch_end do save model "m{logs[0]}.keras"',
-        "<string>:1:28: error E215: template field '{logs[0]}' must be a plain name\n"
+        "<string>:1:28: error E215: template field '{logs[0]}' must be a plain name or "
+        "TRACKER.field\n"
         '1 | on epoch_end do save model "m{logs[0]}.keras"\n'
         "                               ^^^^^^^^^^^^^^^^^^ fields are plain names with an "
         "optional format spec: {val_loss:.4f}"),
