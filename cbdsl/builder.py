@@ -146,7 +146,8 @@ class Builder(Transformer):
 
     def compare(self, meta, children):
         first, *rest = children
-        pairs = tuple((str(rest[i].children[0]), rest[i + 1]) for i in range(0, len(rest), 2))
+        pairs = tuple((" ".join(str(t) for t in rest[i].children), rest[i + 1])
+                      for i in range(0, len(rest), 2))
         return n.Compare(first, pairs, _span(meta))
 
     def and_(self, meta, children):
@@ -248,6 +249,19 @@ class Builder(Transformer):
         token, value = children
         return n.Log(_ident(token), value, _span(meta))
 
+    def log_key(self, meta, children):
+        key, value = children
+        return n.Log(None, value, _span(meta), key)
+
+    def for_(self, meta, children):
+        first, second, iterable, condition, actions = children
+        names = (_ident(first),) + ((_ident(second),) if second is not None else ())
+        return n.For(names, iterable, condition, tuple(actions), _span(meta))
+
+    def index(self, meta, children):
+        value, key = children
+        return n.Index(value, key, _span(meta))
+
     def print_(self, meta, children):
         return n.Print(children[0], _span(meta))
 
@@ -261,8 +275,8 @@ class Builder(Transformer):
         return n.Record(_span(meta))
 
     def set_(self, meta, children):
-        token, op, value = children
-        return n.Set(_ident(token), op, value, _span(meta))
+        token, index, op, value = children
+        return n.Set(_ident(token), op, value, _span(meta), index)
 
     def cooldown(self, meta, children):
         return n.Cooldown(children[0], _span(meta))

@@ -434,6 +434,7 @@ class Scope:
         self.params = definition.params
         self.variables: dict[str, str] = {}
         self.trackers: dict[str, n.Stalls | n.Improves] = {}
+        self.locals: set[str] = set()  # the names a `for` binds, while its body is checked
 
     def collect_trackers(self, rule: n.Rule, checker: Checker) -> None:
         for node in walk(rule.condition):
@@ -459,13 +460,18 @@ class Scope:
         if t is n.Table:
             return "table"
         if t is n.Name:
+            if expr.id in self.locals:
+                return "any"
             if expr.id in self.params:
                 return self.params[expr.id].type
             if expr.id in self.variables:
                 return self.variables[expr.id]
             if expr.id in ("epoch", "batch", "step", "epochs", "verbose"):
                 return "int"
-            return "any" if expr.id in ("steps", "logs") else "number"
+            if expr.id == "logs":
+                return "table"
+            return "any" if expr.id in ("steps", "metrics", "available", "missing") \
+                else "number"
         if t is n.Attribute:
             return "any" if expr.attr.name == "best" else "number"
         if t in (n.Compare, n.BoolOp, n.Stalls, n.Improves, n.IsNan, n.IsFinite):
@@ -586,6 +592,8 @@ class RuleChecker:
                 self.check_call(node)
             elif t in (n.Stalls, n.Improves):
                 self.check_tracker(node, top)
+            elif t is n.Compare:
+                self.check_compare(node)
             elif t is n.BinOp:
                 for side in (node.left, node.right):
                     kind = self.scope.infer(side, self.checker, None)
@@ -595,17 +603,29 @@ class RuleChecker:
                             and self.scope.infer(node.right, self.checker, None) == "str"):
                         self.report("E221", f"'{node.op}' needs numbers, not a {kind}", side.span)
 
+    def check_compare(self, node: n.Compare) -> None:
+        left = node.first
+        for op, right in node.rest:
+            if op in ("in", "not in"):
+                if self.scope.infer(right, self.checker, None) in ("int", "float", "number",
+                                                                   "bool"):
+                    self.report("E221", f"'{op}' needs a table or a list on its right",
+                                right.span)
+            elif op not in ("==", "!="):
+                for side in (left, right):
+                    if self.scope.infer(side, self.checker, None) == "table":
+                        self.report("E221", f"'{op}' compares numbers, not a table", side.span)
+            left = right
+
     def check_name(self, node: n.Name) -> None:
         name = node.id
-        if name in self.scope.params or name in self.scope.variables:
+        if name in self.scope.locals or name in self.scope.params or name in self.scope.variables:
             return
         if name in self.scope.trackers:
             self.report("E221", f"'{name}' is a tracker; read one of its fields",
                         node.span, f"e.g. {name}.best, {name}.wait")
             return
         if name in vocab.BUILTIN_NAMES:
-            if name == "logs":
-                self.report("E214", "'logs' can only be passed to `call`", node.span)
             for event in self.events:
                 why = vocab.name_available(name, event)
                 if why:
@@ -743,9 +763,18 @@ class RuleChecker:
                 self.report("E206", f"no state variable named '{action.var.name}'",
                             action.var.span, did_you_mean(action.var.name, self.scope.variables)
                             or f"declare it with `var {action.var.name} = 0`")
+            elif action.index is not None and \
+                    self.scope.variables[action.var.name] not in ("table", "any"):
+                self.report("E221", f"'{action.var.name}' is not a table; only a table has "
+                            "entries to set", action.var.span,
+                            f"declare it with `var {action.var.name} = {{}}`")
+            self.check_expr(action.index)
             self.check_expr(action.value)
         elif isinstance(action, n.Log):
+            self.check_expr(action.key_expr)
             self.check_expr(action.value)
+        elif isinstance(action, n.For):
+            self.check_for(action)
         elif isinstance(action, n.Save | n.Print | n.Warn | n.Fail):
             self.check_template(action.path if isinstance(action, n.Save) else action.template)
             if isinstance(action, n.Save) and action.kind == "weights":
@@ -766,6 +795,31 @@ class RuleChecker:
             for arg in (*action.args, *(k.value for k in action.keywords)):
                 if not (isinstance(arg, n.Name) and arg.id == "logs"):
                     self.check_expr(arg)
+
+    def check_for(self, loop: n.For) -> None:
+        self.check_expr(loop.iterable)
+        kind = self.scope.infer(loop.iterable, self.checker, None)
+        if kind not in ("table", "any"):
+            self.report("E221", f"'for' needs a table or a list to go through, not a {kind}",
+                        loop.iterable.span)
+        names = [i.name for i in loop.names]
+        for ident in loop.names:
+            if ident.name in self.scope.params or ident.name in self.scope.variables \
+                    or ident.name in self.scope.locals:
+                self.report("E209", f"'{ident.name}' is already defined", ident.span,
+                            "a loop name must not hide a parameter, variable or outer loop name")
+        for node in walk(loop.condition):
+            if isinstance(node, n.Stalls | n.Improves):
+                self.report("E205", "'stalls' and 'improves' belong in the rule's condition, "
+                            "not in a loop's", node.span)
+        outer = set(self.scope.locals)
+        self.scope.locals |= set(names)
+        try:
+            self.check_expr(loop.condition)
+            for action in loop.actions:
+                self.check_action(action)
+        finally:
+            self.scope.locals = outer
 
     def check_number(self, expr: n.Expr) -> None:
         self.check_expr(expr)
@@ -869,6 +923,18 @@ def _const_ok(expr, params) -> bool:
     return True
 
 
+def flat_actions(actions: Iterable[n.Action]) -> list[n.Action]:
+    """Actions with the bodies of `for` loops spliced in (the loops themselves included)."""
+    out: list[n.Action] = []
+    stack = list(reversed(tuple(actions)))
+    while stack:
+        action = stack.pop()
+        out.append(action)
+        if isinstance(action, n.For):
+            stack += reversed(action.actions)
+    return out
+
+
 def walk(expr: Any) -> Iterator[Any]:
     """Every node under `expr` (itself included), depth first, without recursion."""
     stack = [expr]
@@ -897,6 +963,8 @@ def walk(expr: Any) -> Iterator[Any]:
             stack += [o.value for o in node.options] + [node.subject]
         elif t in (n.IsNan, n.IsFinite):
             stack.append(node.subject)
+        elif t is n.Index:
+            stack += (node.key, node.value)
 
 
 def rule_events(rule: n.Rule) -> list[str]:
@@ -921,13 +989,13 @@ def rule_priority(rule: n.Rule, definition: Definition) -> Any:
 def written_targets(rule: n.Rule) -> list[tuple[str, Span]]:
     """The targets a rule writes: the learning rate, log keys, variables, model weights."""
     out = []
-    for action in rule.actions:
+    for action in flat_actions(rule.actions):
         if isinstance(action, n.Assign):
             out.append(("lr" if action.target.name in vocab.TARGETS else action.target.name,
                         action.span))
-        elif isinstance(action, n.Log):
+        elif isinstance(action, n.Log) and action.key is not None:
             out.append((f"logs['{action.key.name}']", action.span))
-        elif isinstance(action, n.Set) and action.op == "=":
+        elif isinstance(action, n.Set) and action.op == "=" and action.index is None:
             out.append((f"'{action.var.name}'", action.span))
         elif isinstance(action, n.Restore):
             out.append(("the model weights", action.span))
@@ -938,10 +1006,11 @@ def names_read(rule: n.Rule) -> set[str]:
     found = set()
     exprs = [rule.condition, *(getattr(f, "count", None) or getattr(f, "at", None)
                                for f in rule.filters)]
-    for action in rule.actions:
-        for attr in ("value", "path", "template", "count"):
+    for action in flat_actions(rule.actions):
+        for attr in ("value", "path", "template", "count", "index", "key_expr", "iterable",
+                     "condition"):
             exprs.append(getattr(action, attr, None))
-        if isinstance(action, n.Set) and action.op != "=":
+        if isinstance(action, n.Set) and (action.op != "=" or action.index is not None):
             found.add(action.var.name)
         if isinstance(action, n.CallPython):
             exprs += [*action.args, *(k.value for k in action.keywords)]

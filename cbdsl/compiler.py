@@ -6,7 +6,7 @@ import functools
 import math
 import operator
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,8 @@ _BINOPS: dict[str, Callable[[Any, Any], Any]] = {
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
     "==": operator.eq, "!=": operator.ne,
+    "in": lambda a, b: b is not None and a in b,
+    "not in": lambda a, b: b is None or a not in b,
 }
 _ASSIGN: dict[str, Callable[[Any, Any], Any]] = {
     "+=": operator.add, "-=": operator.sub, "*=": operator.mul, "/=": operator.truediv,
@@ -51,13 +53,14 @@ _ASSIGN: dict[str, Callable[[Any, Any], Any]] = {
 class Context:
     """What a rule sees while one event runs: logs, counters, learning rate, predicate results."""
 
-    __slots__ = ("_lr", "batch", "cb", "epoch", "logs", "missing", "results")
+    __slots__ = ("_lr", "batch", "cb", "epoch", "locals", "logs", "missing", "results")
 
     def __init__(self, cb: Any, logs: dict | None, epoch: int | None, batch: int | None):
         self.cb, self.logs, self.epoch, self.batch = cb, logs, epoch, batch
         self.results: dict[int, bool] = {}
         self._lr: float | None = None
         self.missing: str | None = None
+        self.locals: dict[str, Any] = {}  # the names `for` loops bind
 
     def metric(self, name: str) -> Any:
         logs = self.logs
@@ -173,6 +176,11 @@ class CompiledRule:
         return tuple(out)
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _num(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
@@ -181,9 +189,16 @@ class ExprCompiler:
     """Turns expression nodes into closures over a `Context`; nothing is ever `eval`-ed."""
 
     def __init__(self, params: dict[str, Any], variables: set[str], trackers: dict[int, str],
-                 where: str = "", schedules: frozenset[str] = frozenset()):
+                 where: str = "", schedules: frozenset[str] = frozenset(),
+                 local_names: frozenset[str] = frozenset()):
         self.params, self.variables, self.trackers, self.where = params, variables, trackers, where
         self.schedules = schedules  # parameters of type `schedule`: Keras's calling convention
+        self.local_names = local_names  # names bound by enclosing `for` loops
+
+    def inner(self, names: Iterable[str]) -> ExprCompiler:
+        """The compiler for a loop's body: the same scope plus the loop's names."""
+        return ExprCompiler(self.params, self.variables, self.trackers, self.where,
+                            self.schedules, self.local_names | frozenset(names))
 
     def compile(self, expr: n.Expr) -> Fn:
         return getattr(self, f"visit_{type(expr).__name__}")(expr)
@@ -203,12 +218,26 @@ class ExprCompiler:
 
     def visit_Name(self, node: n.Name) -> Fn:
         name = node.id
+        if name in self.local_names:
+            return lambda c: c.locals[name]
         if name in self.params:
             value = self.params[name]
             return lambda c: value
         if name in self.variables:
             return lambda c: c.cb.state.variables[name]
         return name_reader(name)
+
+    def visit_Index(self, node: n.Index) -> Fn:
+        value, key, where = self.compile(node.value), self.compile(node.key), self.where
+
+        def index(c):
+            container, k = value(c), key(c)
+            try:
+                return container[k]
+            except (KeyError, IndexError, TypeError):
+                raise CbdslRuntimeError(Diagnostic(
+                    "E221", f"{where}: no entry {k!r} in {_short(container)}")) from None
+        return index
 
     def visit_Attribute(self, node: n.Attribute) -> Fn:
         tracker, attr = node.value.name, node.attr.name
@@ -403,6 +432,8 @@ def name_reader(name: str) -> Fn:
         return lambda c: ",".join(c.logs or {})
     if name == "stopped_epoch":
         return lambda c: c.cb.state.stopped_epoch
+    if name == "metrics":
+        return lambda c: (c.cb.params or {}).get("metrics")
     if name == "missing":
         return lambda c: c.missing
     return lambda c: c.metric(name)
@@ -559,14 +590,19 @@ class DefinitionCompiler:
                 return f"restore weights of epoch {tracker.best_epoch + 1}"
             return restore
         if isinstance(action, n.Log):
-            key, value = action.key.name, exprs.compile(action.value)
+            value = exprs.compile(action.value)
+            fixed = action.key.name if action.key is not None else None
+            computed = exprs.compile(action.key_expr) if action.key_expr is not None else None
 
             def log(c: Context) -> str:
+                key = fixed if computed is None else computed(c)
                 v = value(c)
                 if c.logs is not None:
                     c.logs[key] = v
                 return f"log {key} = {_num(v)}"
             return log
+        if isinstance(action, n.For):
+            return self.loop(action, rule, exprs, where)
         if isinstance(action, n.Fail):
             text = self.template(action.template, exprs)
 
@@ -596,6 +632,18 @@ class DefinitionCompiler:
         if isinstance(action, n.Set):
             var, value, op = action.var.name, exprs.compile(action.value), _ASSIGN.get(action.op)
 
+            if action.index is not None:
+                key_of = exprs.compile(action.index)
+
+                def set_entry(c: Context) -> str:
+                    table, key = c.cb.state.variables[var], key_of(c)
+                    if op is not None and key not in table:
+                        raise CbdslRuntimeError(Diagnostic(
+                            "E221", f"{where}: '{var}' has no entry {key!r} to update"))
+                    table[key] = value(c) if op is None else op(table[key], value(c))
+                    return f"set {var}[{key!r}] = {_num(table[key])}"
+                return set_entry
+
             def set_(c: Context) -> str:
                 variables = c.cb.state.variables
                 variables[var] = value(c) if op is None else op(variables[var], value(c))
@@ -623,6 +671,39 @@ class DefinitionCompiler:
             return call
         raise AssertionError(f"no compiler for {type(action).__name__}")  # pragma: no cover
 
+    def loop(self, loop: n.For, rule: CompiledRule, exprs: ExprCompiler,
+             where: str) -> Callable[[Context], str]:
+        """`for k[, v] in X [when cond] do (...)`: keys (and values) of a table, or items."""
+        iterable = exprs.compile(loop.iterable)
+        names = [i.name for i in loop.names]
+        body = exprs.inner(names)
+        condition = body.compile(loop.condition) if loop.condition is not None else None
+        actions = [self.action(a, rule, body, where) for a in loop.actions]
+
+        def run(c: Context) -> str:
+            items = iterable(c)
+            if items is None:
+                return ""
+            if isinstance(items, dict):  # a snapshot: the body may write into the same table
+                entries = list(items.items()) if len(names) == 2 else list(items)
+            else:
+                entries = list(enumerate(items)) if len(names) == 2 else list(items)
+            outer = dict(c.locals)
+            count = 0
+            try:
+                for entry in entries:
+                    c.locals.update(zip(names, entry, strict=True) if len(names) == 2
+                                    else {names[0]: entry})
+                    if condition is not None and not condition(c):
+                        continue
+                    for action in actions:
+                        action(c)
+                    count += 1
+            finally:
+                c.locals = outer
+            return f"for {', '.join(names)}: {count} times" if count else ""
+        return run
+
     def template(self, expr: n.Expr, exprs: ExprCompiler) -> Callable[[Context], str]:
         source = exprs.compile(expr)
         try:
@@ -647,6 +728,8 @@ class DefinitionCompiler:
     def field(self, name: str, c: Context, exprs: ExprCompiler) -> Any:
         # In templates, epoch and batch numbers are 1-based, as Keras prints them and names
         # files: `{epoch}`, `{batch}`, `{stopped_epoch}` and a tracker's `{NAME.best_epoch}`.
+        if name in c.locals:
+            return c.locals[name]
         if name == "epoch" and c.epoch is not None:
             return c.epoch + 1
         if name == "batch" and c.batch is not None:

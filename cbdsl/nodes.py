@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from cbdsl.diagnostics import Span
 
@@ -109,6 +109,15 @@ class BinOp(Node):
     op: str  # + - * / // % **
     left: Expr
     right: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Index(Node):
+    """`table[key]`: one entry of a table or the logs."""
+
+    value: Expr
+    key: Expr
     span: Span = _span()
 
 
@@ -263,9 +272,12 @@ class Restore(Node):
 
 @dataclass(frozen=True)
 class Log(Node):
-    key: Ident
+    """`log name = value`, or `log [key] = value` with the key computed (`key_expr`)."""
+
+    key: Ident | None
     value: Expr
     span: Span = _span()
+    key_expr: Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -282,10 +294,13 @@ class Warn(Node):
 
 @dataclass(frozen=True)
 class Set(Node):
+    """`set var op value`, or `set var[key] op value` for one entry of a table variable."""
+
     var: Ident
     op: str
     value: Expr
     span: Span = _span()
+    index: Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -313,6 +328,17 @@ class Fail(Node):
 
 
 @dataclass(frozen=True)
+class For(Node):
+    """`for k[, v] in table [when cond] do (actions)`: actions once per key (and value)."""
+
+    names: tuple[Ident, ...]
+    iterable: Expr
+    condition: Expr | None
+    actions: tuple[Any, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Record(Node):
     """`record`: append the epoch and every log value to the callback's history."""
 
@@ -320,7 +346,7 @@ class Record(Node):
 
 
 Action = Union[Assign, Stop, Save, Restore, Log, Print, Warn, Set, Cooldown,  # noqa: UP007
-               CallPython, Fail, Record]
+               CallPython, Fail, Record, For]
 
 # ------------------------------------------------------------ rules and files
 

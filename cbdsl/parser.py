@@ -18,9 +18,9 @@ MAX_DEPTH = 200  # syntax tree levels; deeper input is refused before it is walk
 # Terminals that are better described as a class than one by one.
 _WORDS = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "$END": "end of input"}
 _OPERATORS = {"+", "-", "*", "/", "//", "%", "**", "<", "<=", ">", ">=", "==", "!=",
-              "and", "or", "if", ".", "stalls", "improves", "is"}
+              "and", "or", "if", ".", "stalls", "improves", "is", "in", "["}
 _ACTION_START = {"stop", "save", "restore", "print", "warn", "set", "cooldown", "call", "fail",
-                 "record"}
+                 "for", "record"}
 # Tokens that can start an expression; when these are acceptable, say "an expression".
 _EXPR_START = {"NAME", "NUMBER", "STRING", "(", "-", "+", "{", "true", "false", "none", "not",
                "log", "cooldown", "epoch", "epochs", "batch", "batches", "step", "steps"}
@@ -195,6 +195,8 @@ def describe_expected(terminals) -> str:
         words.append("an action")
     if "NAME" in literals.values():
         values -= _SOFT_NAMES  # said by "a name" or "an expression"
+    if "in" in values:
+        values.discard("not")  # `not in`: an operator here, said by "an operator"
     operators = bool(values & _OPERATORS)
     values -= _OPERATORS
     words = sorted(f"'{v}'" for v in values if v not in _WORDS) + sorted(

@@ -79,6 +79,7 @@ BUILTIN_NAMES: dict[str, str] = {
     "inf": "positive infinity",
     "logs": "the logs dict of the event (only as an argument of `call`)",
     "stopped_epoch": "the epoch at which a `stop` action last stopped training (0 before)",
+    "metrics": "the metric names `fit` passes in its params (Keras 2), or none",
     "available": "the names in the event's logs, joined by commas",
     "missing": "the metric a rule read and did not find (metric_missing only)",
 }

@@ -330,9 +330,9 @@ CASES = {
         "predict_batch_end\n"
         "1 | on predict_batch_end when lr > 1 do stop\n"
         "                              ^^"),
-    "E214-logs-outside-call": (
+    "E221-logs-compared-as-a-number": (
         "on epoch_end when logs > 1 do stop",
-        "<string>:1:19: error E214: 'logs' can only be passed to `call`\n"
+        "<string>:1:19: error E221: '>' compares numbers, not a table\n"
         "1 | on epoch_end when logs > 1 do stop\n"
         "                      ^^^^"),
     # ------------------------------------------------------------- E215

@@ -569,7 +569,7 @@ def test_keywords_are_reserved():
         id="end-of-input-before-action"),
     pytest.param(
         "on epoch_end do lr *= 0.2 )",
-        "<string>:1:27: error E100: unexpected ')'; expected ',', 'callback', 'import', 'on', "
+        "<string>:1:27: error E100: unexpected ')'; expected 'callback', 'import', 'on', "
         "'param', 'use', 'var', a name or end of input\n"
         "1 | on epoch_end do lr *= 0.2 )\n"
         "                              ^",

@@ -1,0 +1,212 @@
+"""Drop-in replacements for `keras.callbacks`: the same names and signatures, built from rule files.
+
+Switching is one import line::
+
+    from cbdsl.callbacks import EarlyStopping, ReduceLROnPlateau
+
+Each name compiles the rule file of the same name in `cbdsl.rules` (`rules/` in the source
+tree) with the arguments given, and returns the compiled callback. Its state reads as the
+Keras class's attributes (`wait`, `best`, `stopped_epoch`, `best_epoch`, `history`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from importlib import resources
+from typing import Any
+
+__all__ = [
+    "BaseLogger",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "LearningRateScheduler",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
+    "rule_file",
+]
+
+
+def rule_file(name: str) -> str:
+    """The path of a built-in rule file, e.g. `rule_file("early_stopping")`."""
+    return str(resources.files("cbdsl.rules").joinpath(f"{name}.cbd"))
+
+
+@functools.cache
+def _checked(name: str):
+    import cbdsl
+
+    return cbdsl.check(rule_file(name))
+
+
+def _build(name: str, arguments: dict[str, Any]) -> Any:
+    from cbdsl.compiler import compile_program
+
+    (callback,) = compile_program(_checked(name), **arguments)
+    return callback
+
+
+def EarlyStopping(
+    monitor: str = "val_loss",
+    min_delta: float = 0,
+    patience: int = 0,
+    verbose: int = 0,
+    mode: str = "auto",
+    baseline: float | None = None,
+    restore_best_weights: bool = False,
+    start_from_epoch: int = 0,
+) -> Any:
+    """Stop training when a monitored metric has stopped improving.
+
+    Compiled from `rules/early_stopping.cbd`; arguments as `keras.callbacks.EarlyStopping`.
+
+    Args:
+        monitor: quantity to be monitored.
+        min_delta: minimum change that counts as an improvement.
+        patience: epochs without improvement after which training stops.
+        verbose: 1 prints a message when the callback acts.
+        mode: `"auto"`, `"min"` or `"max"`.
+        baseline: a value the metric must beat before patience resets.
+        restore_best_weights: restore the weights of the best epoch when training ends.
+        start_from_epoch: epochs to wait before starting to monitor.
+
+    Returns:
+        A `keras.callbacks.Callback` with `wait`, `best`, `best_epoch`, `stopped_epoch`.
+    """
+    return _build("early_stopping", dict(
+        monitor=monitor, min_delta=min_delta, patience=patience, verbose=verbose, mode=mode,
+        baseline=baseline, restore_best_weights=restore_best_weights,
+        start_from_epoch=start_from_epoch))
+
+
+def ReduceLROnPlateau(
+    monitor: str = "val_loss",
+    factor: float = 0.1,
+    patience: int = 10,
+    verbose: int = 0,
+    mode: str = "auto",
+    min_delta: float = 1e-4,
+    cooldown: int = 0,
+    min_lr: float = 0.0,
+    **kwargs: Any,
+) -> Any:
+    """Reduce the learning rate when a metric has stopped improving.
+
+    Compiled from `rules/reduce_lr_on_plateau.cbd`; arguments as
+    `keras.callbacks.ReduceLROnPlateau` (extra keyword arguments are accepted and ignored,
+    as Keras does).
+
+    Args:
+        monitor: quantity to be monitored.
+        factor: factor by which the learning rate is reduced (must be below 1).
+        patience: epochs without improvement after which the rate is reduced.
+        verbose: 1 prints a message at each reduction.
+        mode: `"auto"`, `"min"` or `"max"`.
+        min_delta: minimum change that counts as an improvement.
+        cooldown: epochs to wait after a reduction before counting again.
+        min_lr: lower bound on the learning rate.
+        **kwargs: ignored, for compatibility.
+
+    Returns:
+        A `keras.callbacks.Callback` with `wait` and `best`.
+
+    Raises:
+        ValueError: `factor >= 1.0`.
+    """
+    return _build("reduce_lr_on_plateau", dict(
+        monitor=monitor, factor=factor, patience=patience, verbose=verbose, mode=mode,
+        min_delta=min_delta, cooldown=cooldown, min_lr=min_lr))
+
+
+def TerminateOnNaN(raise_error: bool = False) -> Any:
+    """Terminate training when a NaN or infinite loss is encountered.
+
+    Compiled from `rules/terminate_on_nan.cbd`.
+
+    Args:
+        raise_error: raise a RuntimeError instead of stopping training quietly.
+    """
+    return _build("terminate_on_nan", dict(raise_error=raise_error))
+
+
+def LearningRateScheduler(
+    schedule: Callable[..., float] | dict[int, float] | str,
+    verbose: int = 0,
+) -> Any:
+    """Set the learning rate from a schedule at the start of every epoch.
+
+    Compiled from `rules/learning_rate_scheduler.cbd`.
+
+    Args:
+        schedule: a function `schedule(epoch, lr)` (or `schedule(epoch)`) returning a
+            float, as Keras takes it; a table `{epoch: lr}` (a step schedule); or an
+            expression as text, such as `"0.1 * 0.9 ** epoch"`.
+        verbose: 1 prints the rate set at each epoch.
+    """
+    return _build("learning_rate_scheduler", dict(schedule=schedule, verbose=verbose))
+
+
+def History() -> Any:
+    """Record the logs of every epoch; `model.history` and `fit`'s return value.
+
+    Compiled from `rules/history.cbd`. Reads as Keras's: `history` (a dict of lists, kept
+    across `fit` calls), `epoch` (the epochs of this `fit`), `params`, `model`.
+    """
+    return _build("history", {})
+
+
+def BaseLogger(stateful_metrics: Iterable[str] | None = None) -> Any:
+    """Average each metric over the batches of an epoch, as Keras 2's BaseLogger did.
+
+    Compiled from `rules/base_logger.cbd`.
+
+    Args:
+        stateful_metrics: names of metrics that are logged as their last value instead
+            of being averaged.
+    """
+    names = {name: True for name in stateful_metrics or ()}
+    return _build("base_logger", dict(stateful_metrics=names))
+
+
+_LAMBDA_HOOKS = (
+    "on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end",
+    "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end",
+    "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+    "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end",
+)
+
+
+def LambdaCallback(
+    on_epoch_begin: Callable[..., Any] | None = None,
+    on_epoch_end: Callable[..., Any] | None = None,
+    on_train_begin: Callable[..., Any] | None = None,
+    on_train_end: Callable[..., Any] | None = None,
+    on_train_batch_begin: Callable[..., Any] | None = None,
+    on_train_batch_end: Callable[..., Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Call the given Python functions at the hooks they are named after.
+
+    Compiled from `rules/lambda_callback.cbd`. As in Keras, any other hook can be passed
+    by keyword (`on_test_end=...`), and other keyword arguments become attributes.
+
+    Args:
+        on_epoch_begin: called as `f(epoch, logs)`.
+        on_epoch_end: called as `f(epoch, logs)`.
+        on_train_begin: called as `f(logs)`.
+        on_train_end: called as `f(logs)`.
+        on_train_batch_begin: called as `f(batch, logs)`.
+        on_train_batch_end: called as `f(batch, logs)`.
+        **kwargs: other hooks by name, or attributes to set.
+    """
+    hooks = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                 on_train_begin=on_train_begin, on_train_end=on_train_end,
+                 on_train_batch_begin=on_train_batch_begin,
+                 on_train_batch_end=on_train_batch_end)
+    hooks.update({k: v for k, v in kwargs.items() if k in _LAMBDA_HOOKS})
+    callback = _build("lambda_callback", hooks)
+    for key, value in kwargs.items():
+        if key not in _LAMBDA_HOOKS:
+            setattr(callback, key, value)
+    return callback
