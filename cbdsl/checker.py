@@ -599,8 +599,9 @@ class RuleChecker:
                     kind = self.scope.infer(side, self.checker, None)
                     if kind in ("str", "table", "bool") and not (
                             node.op == "+" and kind == "str"
-                            and self.scope.infer(node.left, self.checker, None) == "str"
-                            and self.scope.infer(node.right, self.checker, None) == "str"):
+                            and self.scope.infer(node.left, self.checker, None) in ("str", "any")
+                            and self.scope.infer(node.right, self.checker, None) in ("str",
+                                                                                     "any")):
                         self.report("E221", f"'{node.op}' needs numbers, not a {kind}", side.span)
 
     def check_compare(self, node: n.Compare) -> None:

@@ -20,7 +20,6 @@ from cbdsl.checker import (
     ParamInfo,
     filter_counter,
     metric_name_of,
-    mode_of,
     template_fields,
     walk,
 )
@@ -530,9 +529,8 @@ class DefinitionCompiler:
     def tracker(self, node, index: int, k: int, rule: n.Rule, exprs: ExprCompiler) -> TrackerSpec:
         name = tracker_name(node, index, k, rule)
         options = {o.name.name: o.value for o in node.options}
-        mode = mode_of(node, self.definition.params)
-        if mode is None:
-            mode = self.constant(options["mode"], "mode")
+        # the bound value of `mode = mode`, not the parameter's default
+        mode = self.constant(options["mode"], "mode") if "mode" in options else "auto"
         if mode not in vocab.MODES:
             warnings.warn(f"{self.label}: mode '{mode}' is unknown, fallback to auto mode.",
                           stacklevel=4)

@@ -33,3 +33,53 @@ def test_mission_sentence_reduces_lr_at_the_same_epochs_as_keras(backend):
     # ... and the policies act at the same epochs with the same learning rates
     assert compiled["lr"] == native["lr"]
     assert min(native["lr"]) < 0.05, "the run never reached a plateau: the test shows nothing"
+
+
+BUILTINS_WORKER = Path(__file__).with_name("fit_builtins_worker.py")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def builtin_runs(request):
+    """Every built-in rule file and its Keras class on the same seeded `fit`, per backend."""
+    backend = request.param
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"the {backend} backend is not installed (pip install 'cbdsl[{backend}]')")
+    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, str(BUILTINS_WORKER)], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == backend
+    return result["results"]
+
+
+SPEC_NAMES = ("early_stopping", "early_stopping_baseline", "reduce_lr_on_plateau",
+              "learning_rate_scheduler", "history", "lambda_callback", "terminate_on_nan",
+              "terminate_on_nan_raise")
+
+
+@pytest.mark.fit
+@pytest.mark.parametrize("spec", SPEC_NAMES)
+def test_builtin_rule_file_trains_exactly_like_keras(builtin_runs, spec):
+    keras_run, cbdsl_run = builtin_runs[spec]["keras"], builtin_runs[spec]["cbdsl"]
+    # learning rate per epoch, stop epoch and batch, History, messages, hook calls, errors,
+    # and the final weights bit for bit
+    for key in keras_run:
+        assert cbdsl_run[key] == keras_run[key], f"{spec}: {key} differs"
+
+
+@pytest.mark.fit
+def test_builtin_fit_runs_exercise_the_behaviour(builtin_runs):
+    # guard against a test that shows nothing: each run must reach what it is about
+    runs = {name: pair["keras"] for name, pair in builtin_runs.items()}
+    assert runs["early_stopping"]["epochs_run"] < 12
+    assert "Restoring model weights" in runs["early_stopping"]["printed"]
+    assert "early stopping" in runs["early_stopping_baseline"]["printed"]
+    assert len(set(runs["reduce_lr_on_plateau"]["lr"])) > 2
+    assert runs["reduce_lr_on_plateau"]["lr"][-1] == pytest.approx(0.01)
+    assert len(set(runs["learning_rate_scheduler"]["lr"])) > 5
+    assert runs["terminate_on_nan"]["error"] is None
+    assert "Invalid loss" in runs["terminate_on_nan"]["printed"]
+    assert "NaN or Inf loss" in runs["terminate_on_nan_raise"]["error"]
+    assert len(runs["lambda_callback"]["calls"]) == 14

@@ -1,0 +1,78 @@
+"""`cbdsl.callbacks` matches `keras.callbacks`: names, signatures, rule-file parameters."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+
+import keras
+import pytest
+
+import cbdsl
+from cbdsl import callbacks as dropin
+
+KERAS_NAMES = ["EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN", "LearningRateScheduler",
+               "History", "LambdaCallback"]
+RULE_FILES = {"EarlyStopping": "early_stopping", "ReduceLROnPlateau": "reduce_lr_on_plateau",
+              "TerminateOnNaN": "terminate_on_nan",
+              "LearningRateScheduler": "learning_rate_scheduler", "History": "history",
+              "LambdaCallback": "lambda_callback", "BaseLogger": "base_logger"}
+
+
+def reference(name: str):
+    if name == "BaseLogger":
+        if importlib.util.find_spec("tf_keras") is None:
+            pytest.skip("Keras 2's BaseLogger lives in tf_keras (pip install 'cbdsl[test]')")
+        import tf_keras
+
+        return tf_keras.callbacks.BaseLogger
+    return getattr(keras.callbacks, name)
+
+
+def arguments(fn) -> list[tuple[str, object]]:
+    return [(p.name, p.default) for p in inspect.signature(fn).parameters.values()
+            if p.kind is not p.VAR_KEYWORD]
+
+
+@pytest.mark.parametrize("name", [*KERAS_NAMES, "BaseLogger"])
+def test_dropin_has_the_keras_signature(name):
+    assert arguments(getattr(dropin, name)) == arguments(reference(name).__init__)[1:]
+
+
+@pytest.mark.parametrize("name", [*KERAS_NAMES, "BaseLogger"])
+def test_rule_file_parameters_are_the_keras_arguments(name):
+    checked = cbdsl.check(dropin.rule_file(RULE_FILES[name]))
+    (definition,) = [d for d in checked.definitions.values() if d.node is not None]
+    keras_args = dict(arguments(reference(name).__init__)[1:])
+    if name == "LambdaCallback":  # Keras takes any other hook through **kwargs
+        assert set(keras_args) <= set(definition.params)
+        return
+    assert list(definition.params) == list(keras_args)
+    for arg, default in keras_args.items():
+        if default is inspect.Parameter.empty:
+            continue
+        ours = definition.params[arg].default
+        assert ours == default or (default is None and ours in (None, {})), arg
+
+
+def test_dropins_return_compiled_keras_callbacks_with_inspection_attributes():
+    es = dropin.EarlyStopping(patience=3)
+    assert isinstance(es, keras.callbacks.Callback)
+    assert (es.wait, es.best, es.stopped_epoch, es.best_epoch) == (0, None, 0, 0)
+    assert dropin.ReduceLROnPlateau().wait == 0
+    hist = dropin.History()
+    assert hist.history == {} and hist.epoch == []
+
+
+def test_factor_of_one_or_more_is_refused_as_in_keras():
+    with pytest.raises(ValueError) as ours:
+        dropin.ReduceLROnPlateau(factor=1.0)
+    with pytest.raises(ValueError) as theirs:
+        keras.callbacks.ReduceLROnPlateau(factor=1.0)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_lambda_callback_keeps_other_keyword_arguments_as_attributes():
+    cb = dropin.LambdaCallback(on_test_end=lambda logs: None, tag="x")
+    assert cb.tag == "x" and "on_test_end" in type(cb).__dict__
+    assert "on_train_batch_end" not in type(cb).__dict__  # no batch hook unless given
