@@ -6,7 +6,7 @@ import warnings
 
 import keras
 import pytest
-from stub_model import StubModel, drive
+from stub_model import StubModel
 
 import cbdsl
 from cbdsl.diagnostics import (
@@ -124,7 +124,7 @@ def test_require_reads_only_parameters():
 
 def test_fail_raises_a_runtime_error_with_the_rendered_message():
     (cb,) = cbdsl.compile('on epoch_end when loss > 1 do fail "loss {loss} at epoch {epoch}"')
-    with pytest.raises(RuntimeError, match="^loss 2.0 at epoch 2$") as exc:
+    with pytest.raises(RuntimeError, match=r"^loss 2\.0 at epoch 2$") as exc:
         run_epochs(cb, [{"loss": 0.5}, {"loss": 2.0}])
     assert isinstance(exc.value, RuleFailure)
 
@@ -235,7 +235,7 @@ def test_a_schedule_is_a_table_an_expression_or_a_python_function():
 
 
 def test_a_python_schedule_must_return_a_float_as_in_keras():
-    with pytest.raises(ValueError, match="should be a float. Got: 1"):
+    with pytest.raises(ValueError, match=r"should be a float\. Got: 1"):
         lrs_under(lambda epoch, lr: 1)
 
 
