@@ -8,6 +8,8 @@ from cbdsl.diagnostics import (
     CbdslRuntimeError,
     CbdslSyntaxError,
     Diagnostic,
+    RequirementError,
+    RuleFailure,
 )
 
 __version__ = "0.1.0"
@@ -18,6 +20,8 @@ __all__ = [
     "CbdslRuntimeError",
     "CbdslSyntaxError",
     "Diagnostic",
+    "RequirementError",
+    "RuleFailure",
     "check",
     "compile",
     "load",
