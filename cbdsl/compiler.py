@@ -129,9 +129,6 @@ class CompiledRule:
             values = [float(t.subject(ctx)) for t in self.trackers]
             for spec, value in zip(self.trackers, values, strict=True):
                 tracker = state.trackers[spec.name]
-                if tracker.direction is None:
-                    tracker.direction = runtime.resolve_direction(
-                        spec.mode, spec.metric, cb.model, cb.__class__.__name__)
                 snapshot = cb.model.get_weights if spec.keep_weights else None
                 ctx.results[spec.slot] = runtime.update_tracker(
                     tracker, value, ctx.epoch or 0, stalls=spec.stalls,
@@ -782,6 +779,7 @@ def compiled_base() -> type:
         rules_by_event: dict[str, list[CompiledRule]] = {}
         initial_variables: dict[str, Callable[[], Any]] = {}
         tracker_names: tuple[str, ...] = ()
+        trackers_by_event: dict[str, list[TrackerSpec]] = {}
         phase = "train"
         records = False  # whether a `record` action makes this a History
 
@@ -813,6 +811,13 @@ def compiled_base() -> type:
 
         def _run(self, event: str, phase: str, logs, epoch=None, batch=None) -> None:
             self.phase = phase
+            # As Keras sets its monitor op first thing in the hook, before reading any log,
+            # `mode="auto"` resolves (or fails) at the first event of a tracker's rules.
+            for spec in self.trackers_by_event.get(event, ()):
+                tracker = self.state.trackers[spec.name]
+                if tracker.direction is None:
+                    tracker.direction = runtime.resolve_direction(
+                        spec.mode, spec.metric, self.model, self.__class__.__name__)
             ctx = Context(self, logs, epoch, batch)
             counters = {"epoch": epoch, "batch": batch, "step": self.step_index(batch)}
             for rule in self.rules_by_event[event]:
@@ -907,6 +912,8 @@ def build_class(definition: Definition, params: dict[str, Any], label: str) -> t
         "rules_by_event": rules_by_event,
         "initial_variables": initial,
         "tracker_names": tracker_names,
+        "trackers_by_event": {e: [t for r in rules for t in r.trackers]
+                              for e, rules in rules_by_event.items()},
         "__doc__": definition.doc or f"Compiled from the cbdsl rules of '{definition.name}'.",
         "__module__": "cbdsl.compiled",
     }

@@ -218,19 +218,26 @@ class CbdslRuntimeError(CbdslError):
     """A compiled rule failed while training (learning rate not settable, ...)."""
 
 
-class LearningRateNotSettableError(CbdslRuntimeError, TypeError):
-    """The optimizer's learning rate is a schedule or a callable (as Keras: TypeError)."""
+class KerasWorded:
+    """An error that Keras raises too: its text is Keras's message alone, so that code
+    matching on it works the same; the code and the rule stay in `diagnostics`."""
 
-
-class MetricDirectionError(CbdslRuntimeError, ValueError):
-    """`mode='auto'` could not tell whether a metric should go up or down (as Keras)."""
-
-
-class RequirementError(CbdslCompileError, ValueError):
-    """A callback's `require` clause refused its arguments (as Keras: ValueError)."""
+    diagnostics: list[Diagnostic]
 
     def __str__(self) -> str:
         return self.diagnostics[0].message
+
+
+class LearningRateNotSettableError(KerasWorded, CbdslRuntimeError, TypeError):
+    """The optimizer's learning rate is a schedule or a callable (as Keras: TypeError)."""
+
+
+class MetricDirectionError(KerasWorded, CbdslRuntimeError, ValueError):
+    """`mode='auto'` could not tell whether a metric should go up or down (as Keras)."""
+
+
+class RequirementError(KerasWorded, CbdslCompileError, ValueError):
+    """A callback's `require` clause refused its arguments (as Keras: ValueError)."""
 
 
 class RuleFailure(RuntimeError):

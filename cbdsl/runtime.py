@@ -181,8 +181,8 @@ def resolve_direction(mode: str, metric: str | None, model: Any, owner: str) -> 
             direction = "max" if m._direction == "up" else "min"
     if direction is None:
         raise MetricDirectionError(Diagnostic(
-            "E402", f"{owner} received monitor={metric}, but Keras isn't able to automatically "
-            "determine whether that metric should be maximized or minimized. Pass "
+            "E402", f"{owner} callback received monitor={metric}, but Keras isn't able to "
+            "automatically determine whether that metric should be maximized or minimized. Pass "
             "`mode='max'` in order to monitor based on the highest metric value, or pass "
             "`mode='min'` in order to use the lowest value."))
     return direction
@@ -272,7 +272,7 @@ def write_lr(model: Any, value: float, where: str) -> None:
         model.optimizer.learning_rate = float(value)
     except TypeError as exc:
         raise LearningRateNotSettableError(Diagnostic(
-            "E401", f"{where}: the learning rate cannot be set: {exc}")) from exc
+            "E401", str(exc), hint=f"{where} sets the learning rate")) from exc
 
 
 def save(model: Any, kind: str, path: str, where: str) -> None:

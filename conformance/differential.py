@@ -1,0 +1,147 @@
+"""Differential testing: hypothesis-generated traces through the reference and a candidate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import strategies as st
+
+from cbdsl.conformance.runner import first_divergence, run_trace
+from cbdsl.conformance.specs import SPECS
+
+NAN, INF = float("nan"), float("inf")
+
+# Multiples of 1/8 add up exactly in floating point, so `min_delta` ties happen for real.
+GRID = st.integers(0, 16).map(lambda i: i / 8)
+VALUES = st.one_of(GRID, GRID, st.floats(0, 4, width=32),
+                   st.sampled_from([NAN, INF, -INF, 1e-40, 0.0, 1e30]))
+DELTAS = st.sampled_from([0, 0.125, 0.25, 1e-4, -0.125])
+MODES = st.sampled_from(["auto", "min", "max"])
+ACC_METRIC = [{"name": "acc", "direction": "up"}]
+
+
+def _epochs(monitor: str, values: st.SearchStrategy, max_epochs: int = 12
+            ) -> st.SearchStrategy[list[dict]]:
+    """Epoch logs where the monitor is there nine times in ten (a missing metric otherwise)."""
+    entry = st.tuples(values, st.integers(0, 9)).map(
+        lambda p: {"logs": {"loss": 1.0, **({monitor: p[0]} if p[1] else {})}})
+    return st.lists(entry, min_size=1, max_size=max_epochs)
+
+
+@st.composite
+def early_stopping(draw) -> dict[str, Any]:
+    monitor = draw(st.sampled_from(["val_loss", "val_acc", "val_loss", "val_score"]))
+    params = {"monitor": monitor, "patience": draw(st.integers(0, 4)),
+              "min_delta": draw(DELTAS), "mode": draw(MODES),
+              "baseline": draw(st.one_of(st.none(), GRID)),
+              "restore_best_weights": draw(st.booleans()),
+              "start_from_epoch": draw(st.integers(0, 3)), "verbose": draw(st.integers(0, 1))}
+    return {"params": params, "trace": draw(_epochs(monitor, VALUES)),
+            "model": {"metrics": ACC_METRIC}}
+
+
+@st.composite
+def reduce_lr_on_plateau(draw) -> dict[str, Any]:
+    monitor = draw(st.sampled_from(["val_loss", "val_acc", "val_loss"]))
+    params = {"monitor": monitor, "patience": draw(st.integers(0, 3)),
+              "factor": draw(st.sampled_from([0.1, 0.5, 0.9, 0.2, 1.0])),
+              "min_delta": draw(DELTAS), "mode": draw(MODES),
+              "cooldown": draw(st.integers(0, 3)),
+              "min_lr": draw(st.sampled_from([0.0, 0.01, 0.05, 0.1, 0.025])),
+              "verbose": draw(st.integers(0, 1))}
+    return {"params": params, "trace": draw(_epochs(monitor, VALUES, 14)),
+            "model": {"metrics": ACC_METRIC,
+                      "learning_rate": draw(st.sampled_from([0.1, 0.2, 0.05, 0.3]))}}
+
+
+def _batches(values: st.SearchStrategy, max_batches: int = 4) -> st.SearchStrategy[list]:
+    entry = st.tuples(values, st.integers(0, 9)).map(
+        lambda p: {"loss": p[0]} if p[1] else {})
+    return st.lists(entry, max_size=max_batches)
+
+
+@st.composite
+def terminate_on_nan(draw) -> dict[str, Any]:
+    losses = st.one_of(GRID, st.sampled_from([NAN, INF, -INF]))
+    trace = draw(st.lists(_batches(losses).map(lambda b: {"batches": b, "logs": {"loss": 1.0}}),
+                          min_size=1, max_size=5))
+    return {"params": {"raise_error": draw(st.booleans())}, "trace": trace}
+
+
+@st.composite
+def learning_rate_scheduler(draw) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["table", "exponential", "halve_after"]))
+    if kind == "table":
+        keys = draw(st.lists(st.integers(0, 8), min_size=1, max_size=4, unique=True))
+        schedule = {"table": {str(k): draw(GRID.map(lambda v: v / 10 + 0.001)) for k in keys}}
+        how = draw(st.sampled_from(["python", "table"]))
+    elif kind == "exponential":
+        schedule = {"exponential": [draw(st.sampled_from([0.1, 0.05, 0.3])),
+                                    draw(st.sampled_from([0.9, 0.5, 0.99]))]}
+        how = draw(st.sampled_from(["python", "text"]))
+    else:
+        schedule = {"halve_after": draw(st.integers(0, 6))}
+        how = draw(st.sampled_from(["python", "text"]))
+    params = {"schedule": schedule, "schedule_as": how, "verbose": draw(st.integers(0, 1))}
+    trace = [{"logs": {"loss": 1.0}}] * draw(st.integers(1, 10))
+    return {"params": params, "trace": trace,
+            "model": {"learning_rate": draw(st.sampled_from([0.1, 0.2, 0.05]))}}
+
+
+KEYS = st.sampled_from(["loss", "val_loss", "acc", "lr"])
+
+
+@st.composite
+def history(draw) -> dict[str, Any]:
+    logs = st.dictionaries(KEYS, VALUES, max_size=4).map(lambda d: {"logs": d})
+    return {"params": {}, "trace": draw(st.lists(logs, min_size=1, max_size=8))}
+
+
+@st.composite
+def base_logger(draw) -> dict[str, Any]:
+    names = ["loss", "acc", "mae"]
+    batch = st.fixed_dictionaries(
+        {"size": st.integers(1, 8)},
+        optional={"loss": GRID, "acc": GRID, "mae": VALUES, "num_steps": st.integers(1, 3)})
+    epoch = st.lists(batch, max_size=4).map(lambda b: {"batches": b,
+                                                        "logs": {"loss": 0.0, "acc": 0.0}})
+    stateful = draw(st.lists(st.sampled_from(names), unique=True, max_size=2))
+    metrics = draw(st.lists(st.sampled_from(names), unique=True, min_size=1))
+    return {"params": {"stateful_metrics": stateful} if stateful else {},
+            "trace": draw(st.lists(epoch, min_size=1, max_size=4)),
+            "fit_params": {"metrics": metrics}}
+
+
+@st.composite
+def lambda_callback(draw) -> dict[str, Any]:
+    hooks = draw(st.lists(st.sampled_from(
+        ["on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end",
+         "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"]),
+        unique=True))
+    epoch = _batches(GRID, 3).map(lambda b: {"batches": b, "logs": {"loss": 1.0}})
+    return {"params": {"hooks": hooks}, "trace": draw(st.lists(epoch, min_size=1, max_size=3))}
+
+
+STRATEGIES: dict[str, Callable[[], st.SearchStrategy[dict]]] = {
+    "early_stopping": early_stopping, "reduce_lr_on_plateau": reduce_lr_on_plateau,
+    "terminate_on_nan": terminate_on_nan, "learning_rate_scheduler": learning_rate_scheduler,
+    "history": history, "base_logger": base_logger, "lambda_callback": lambda_callback,
+}
+
+
+def cases(spec: str) -> st.SearchStrategy[dict[str, Any]]:
+    """Generated cases of one spec (params, trace, model), in the case-file format."""
+    return STRATEGIES[spec]().map(lambda c: {"spec": spec, "name": "generated", **c})
+
+
+def divergence(case: dict[str, Any], candidate: Callable[..., Any],
+               reference: Callable[..., Any] | None = None) -> str | None:
+    """Drive the reference and `candidate` over the same case; None when they agree,
+    otherwise the first difference rendered side by side (with the case's params)."""
+    reference = reference or SPECS[case["spec"]].reference()
+    expected = run_trace(case, reference, for_reference=True)
+    found = first_divergence(expected, run_trace(case, candidate))
+    if found is None:
+        return None
+    return f"{case['spec']} with params {case['params']}\n{found}"

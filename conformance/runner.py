@@ -1,0 +1,173 @@
+"""Runs cases against any implementation and reports the first divergence side by side."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cbdsl.conformance.driver import StubModel, drive, equal, plain
+from cbdsl.conformance.specs import arguments
+
+Factory = Callable[..., Any]
+
+
+def cases_dir() -> Path:
+    """The folder of case files (`conformance/cases`, installed as `cbdsl.conformance`)."""
+    return Path(str(resources.files("cbdsl.conformance").joinpath("cases")))
+
+
+def case_paths(spec: str | None = None) -> list[Path]:
+    """Every case file, or those of one spec, in a stable order."""
+    root = cases_dir()
+    folders = [root / spec] if spec else sorted(p for p in root.iterdir() if p.is_dir())
+    return sorted(p for folder in folders for p in folder.glob("*.json"))
+
+
+def load_case(path: Path | str) -> dict[str, Any]:
+    """Read one case file (JSON; NaN and Infinity are written as Python's json writes them)."""
+    case = json.loads(Path(path).read_text(encoding="utf-8"))
+    case["path"] = str(path)
+    case.setdefault("name", Path(path).stem)
+    return case
+
+
+def run_trace(case: dict[str, Any], factory: Factory, *, for_reference: bool = False
+              ) -> dict[str, Any]:
+    """Build the callback a case describes with `factory`, drive it, return the outcome.
+
+    An error raised while building (Keras's `ValueError` for `factor >= 1`) is the outcome.
+    """
+    calls: list = []
+    model_spec = case.get("model", {})
+    model = StubModel(model_spec.get("learning_rate", 0.1), model_spec.get("metrics"),
+                      model_spec.get("schedule", False))
+    kwargs = arguments(case["spec"], case.get("params", {}), calls,
+                       for_reference=for_reference)
+    try:
+        callback = factory(**kwargs)
+    except Exception as error:  # refusing the arguments is behaviour too
+        return plain({"events": [], "final": {}, "error": {
+            "type": type(error).__name__, "bases": [k.__name__ for k in type(error).__mro__],
+            "message": str(error), "at": "construction"}})
+    fit_params = {"epochs": len(case["trace"]), "steps": case.get("steps"), "verbose": 0,
+                  **case.get("fit_params", {})}
+    return drive(callback, case["trace"], model=model, fit_params=fit_params,
+                 calls=calls).to_json()
+
+
+@dataclass
+class CaseResult:
+    """The verdict on one case: `passed`, and where it was not, the rendered divergence."""
+
+    name: str
+    spec: str
+    passed: bool
+    divergence: str = ""
+    xfail: bool = False
+
+    def __str__(self) -> str:
+        verdict = "pass" if self.passed else ("xfail" if self.xfail else "FAIL")
+        return f"{self.spec}/{self.name}: {verdict}" + (
+            f"\n{self.divergence}" if self.divergence else "")
+
+
+def run_case(case: dict[str, Any], factory: Factory, *, tolerance: float | None = None
+             ) -> CaseResult:
+    """Run one case against `factory` and compare with the case's recorded `expected`.
+
+    Args:
+        case: a loaded case (`load_case`).
+        factory: builds the callback under test from the case's arguments
+            (a Keras class, `cbdsl.callbacks.EarlyStopping`, or anyone's own).
+        tolerance: relative tolerance for floats; default the case's own, else exact.
+    """
+    actual = run_trace(case, factory)
+    tol = tolerance if tolerance is not None else case.get("tolerance")
+    divergence = first_divergence(case["expected"], actual, tol)
+    return CaseResult(case["name"], case["spec"], divergence is None, divergence or "")
+
+
+def run_spec(spec: str, factory: Factory, *, xfail: Iterable[str] = ()) -> list[CaseResult]:
+    """Run every case of a spec; names in `xfail` are expected to fail (kept by the
+    implementer, as test262's expectations files)."""
+    known = set(xfail)
+    results = []
+    for path in case_paths(spec):
+        result = run_case(load_case(path), factory)
+        result.xfail = result.name in known and not result.passed
+        results.append(result)
+    return results
+
+
+# ----------------------------------------------------------------- comparison
+
+
+def first_divergence(expected: dict[str, Any], actual: dict[str, Any],
+                     tolerance: float | None = None) -> str | None:
+    """None when two outcomes agree; otherwise the first difference, rendered side by side."""
+    exp_events, act_events = expected.get("events", []), actual.get("events", [])
+    for i, (e, a) in enumerate(zip(exp_events, act_events, strict=False)):
+        if not _close(e, a, tolerance):
+            return _side_by_side(exp_events, act_events, i, f"event {i} differs")
+    if len(exp_events) != len(act_events):
+        i = min(len(exp_events), len(act_events))
+        return _side_by_side(exp_events, act_events, i,
+                             f"{len(exp_events)} events expected, {len(act_events)} happened")
+    e_err, a_err = expected.get("error"), actual.get("error")
+    if (e_err is None) != (a_err is None) or (e_err and not (
+            e_err["type"] in a_err["bases"] and e_err["message"] == a_err["message"]
+            and e_err["at"] == a_err["at"])):
+        return _pair("error", e_err, a_err)
+    e_fin, a_fin = expected.get("final", {}), actual.get("final", {})
+    for key in e_fin:
+        if key not in a_fin or not _close(e_fin[key], a_fin[key], tolerance):
+            return _pair(f"after training, {key}", e_fin[key], a_fin.get(key, "<missing>"))
+    return None
+
+
+def _close(a: Any, b: Any, tolerance: float | None) -> bool:
+    if tolerance and isinstance(a, float) and isinstance(b, float):
+        return equal(a, b) or abs(a - b) <= tolerance * max(abs(a), abs(b))
+    if tolerance and isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tolerance) for k in a)
+    if tolerance and isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, tolerance) for x, y in zip(a, b,
+                                                                                strict=True))
+    return equal(a, b)
+
+
+def _pair(what: str, expected: Any, actual: Any) -> str:
+    return f"{what}\n  expected: {_show(expected)}\n  actual:   {_show(actual)}"
+
+
+def _side_by_side(expected: list, actual: list, at: int, headline: str) -> str:
+    """The events around the first difference in two columns, the differing one marked."""
+    width = 58
+    lines = [headline, f"  {'#':>3}  {'expected (reference)':<{width}}  actual"]
+    for i in range(max(0, at - 3), min(max(len(expected), len(actual)), at + 2)):
+        left = _event(expected[i]) if i < len(expected) else "-"
+        right = _event(actual[i]) if i < len(actual) else "-"
+        mark = ">" if i == at else " "
+        lines.append(f"{mark} {i:>3}  {left:<{width}}  {right}")
+    if at < len(expected) and at < len(actual):
+        for key in sorted(set(expected[at]) | set(actual[at])):
+            e, a = expected[at].get(key, "<none>"), actual[at].get(key, "<none>")
+            if not equal(e, a):
+                lines.append(f"      {key}: expected {_show(e)}, actual {_show(a)}")
+    return "\n".join(lines)
+
+
+def _event(record: dict[str, Any]) -> str:
+    index = "" if record.get("index") is None else f" {record['index']}"
+    text = f"{record['event']}{index} lr={record['lr']!r} stop={record['stop']}"
+    return text + (" +logs" if "logs" in record else "") + (
+        " +print" if "printed" in record else "") + (" +warn" if "warnings" in record else "")
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,123 @@
+"""The conformance suite: recorded cases, wrong implementations caught, differential traces."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import pytest
+from hypothesis import HealthCheck, find, given, settings
+
+from cbdsl.conformance import (
+    SPECS,
+    case_paths,
+    first_divergence,
+    load_case,
+    run_case,
+    run_spec,
+    run_trace,
+)
+from cbdsl.conformance.differential import cases, divergence
+
+CASES = case_paths()
+EXAMPLES = int(os.environ.get("CBDSL_DIFF_EXAMPLES", "1000"))
+
+
+def reference(spec: str):
+    try:
+        return SPECS[spec].reference()
+    except LookupError as why:
+        pytest.skip(f"{why} (the reference is needed live; its recorded cases still run)")
+
+
+def test_every_spec_has_cases():
+    assert {p.parent.name for p in CASES} == set(SPECS)
+    assert all(len(case_paths(spec)) >= 3 for spec in SPECS)
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_recorded_expectation_is_what_keras_does(path):
+    # the recorder and the driver are deterministic: replaying Keras gives the file again
+    case = load_case(path)
+    replay = run_trace(case, reference(case["spec"]), for_reference=True)
+    found = first_divergence(case["expected"], replay)
+    assert found is None, found
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_rule_file_passes_case(path):
+    case = load_case(path)
+    result = run_case(case, SPECS[case["spec"]].cbdsl())
+    assert result.passed, result.divergence
+
+
+# ------------------------------------------------ the suite catches wrong implementations
+
+
+class OffByOneEarlyStopping(keras.callbacks.EarlyStopping):
+    """Stops one epoch late: patience counted from 0."""
+
+    def __init__(self, patience=0, **kwargs):
+        super().__init__(patience=patience + 1, **kwargs)
+        self.patience_given = patience
+
+
+class WrongSignReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """Applies min_delta with the wrong sign: a change smaller than min_delta improves."""
+
+    def _set_monitor_op(self):
+        super()._set_monitor_op()
+        self.min_delta = -self.min_delta
+
+
+@pytest.mark.parametrize(("spec", "wrong"), [("early_stopping", OffByOneEarlyStopping),
+                                             ("reduce_lr_on_plateau", WrongSignReduceLROnPlateau)])
+def test_cases_catch_a_wrong_implementation(spec, wrong):
+    failed = [r for r in run_spec(spec, wrong) if not r.passed]
+    assert failed, f"no case of {spec} tells {wrong.__name__} from Keras"
+    report = failed[0].divergence
+    assert "expected" in report and "actual" in report
+
+
+@pytest.mark.parametrize(("spec", "wrong"), [("early_stopping", OffByOneEarlyStopping),
+                                             ("reduce_lr_on_plateau", WrongSignReduceLROnPlateau)])
+def test_differential_finds_a_wrong_implementation(spec, wrong):
+    found = find(cases(spec), lambda case: divergence(case, wrong) is not None,
+                 settings=settings(max_examples=2000, deadline=None, database=None,
+                                   suppress_health_check=list(HealthCheck)))
+    report = divergence(found, wrong)
+    assert report.startswith(f"{spec} with params")
+    assert "expected (reference)" in report or "expected:" in report
+
+
+def test_xfail_names_are_reported_as_expected_failures():
+    results = run_spec("early_stopping", OffByOneEarlyStopping,
+                       xfail=[r.name for r in run_spec("early_stopping", OffByOneEarlyStopping)])
+    assert all(r.passed or r.xfail for r in results)
+
+
+# ------------------------------------------------------------ differential
+
+
+def _differential(spec: str, examples: int) -> None:
+    candidate, ref = SPECS[spec].cbdsl(), reference(spec)
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(cases(spec))
+    def agree(case):
+        found = divergence(case, candidate, ref)
+        assert found is None, found
+
+    agree()
+
+
+@pytest.mark.parametrize("spec", list(SPECS))
+def test_rule_file_agrees_with_keras_on_generated_traces(spec):
+    _differential(spec, EXAMPLES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", list(SPECS))
+def test_rule_file_agrees_with_keras_on_100k_generated_traces(spec):
+    _differential(spec, int(os.environ.get("CBDSL_DIFF_EXAMPLES_SLOW", "100000")))
