@@ -271,6 +271,14 @@ class Builder(Transformer):
     def fail(self, meta, children):
         return n.Fail(children[0], _span(meta))
 
+    def write_file(self, meta, children):
+        text, path = children
+        return n.WriteFile("write", text, path, _span(meta))
+
+    def append_file(self, meta, children):
+        text, path = children
+        return n.WriteFile("append", text, path, _span(meta))
+
     def record(self, meta, children):
         return n.Record(_span(meta))
 

@@ -776,6 +776,9 @@ class RuleChecker:
             self.check_expr(action.value)
         elif isinstance(action, n.For):
             self.check_for(action)
+        elif isinstance(action, n.WriteFile):
+            self.check_expr(action.text)
+            self.check_template(action.path)
         elif isinstance(action, n.Save | n.Print | n.Warn | n.Fail):
             self.check_template(action.path if isinstance(action, n.Save) else action.template)
             if isinstance(action, n.Save) and action.kind == "weights":

@@ -604,6 +604,15 @@ class DefinitionCompiler:
             def fail(c: Context) -> str:
                 raise RuleFailure(text(c))
             return fail
+        if isinstance(action, n.WriteFile):
+            text, path, mode = exprs.compile(action.text), self.template(action.path, exprs), \
+                action.mode
+
+            def write_file(c: Context) -> str:
+                target = path(c)
+                runtime.write_text(target, str(text(c)), append=mode == "append", where=where)
+                return f"{mode} {target}"
+            return write_file
         if isinstance(action, n.Record):
             def record(c: Context) -> str:
                 state = c.cb.state

@@ -339,6 +339,16 @@ class For(Node):
 
 
 @dataclass(frozen=True)
+class WriteFile(Node):
+    """`write TEXT to PATH` (replace the file's text) or `append TEXT to PATH` (add a line)."""
+
+    mode: str  # "write" | "append"
+    text: Expr
+    path: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Record(Node):
     """`record`: append the epoch and every log value to the callback's history."""
 
@@ -346,7 +356,7 @@ class Record(Node):
 
 
 Action = Union[Assign, Stop, Save, Restore, Log, Print, Warn, Set, Cooldown,  # noqa: UP007
-               CallPython, Fail, Record, For]
+               CallPython, Fail, Record, For, WriteFile]
 
 # ------------------------------------------------------------ rules and files
 

@@ -20,7 +20,7 @@ _WORDS = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "$END": 
 _OPERATORS = {"+", "-", "*", "/", "//", "%", "**", "<", "<=", ">", ">=", "==", "!=",
               "and", "or", "if", ".", "stalls", "improves", "is", "in", "["}
 _ACTION_START = {"stop", "save", "restore", "print", "warn", "set", "cooldown", "call", "fail",
-                 "for", "record"}
+                 "for", "record", "write", "append"}
 # Tokens that can start an expression; when these are acceptable, say "an expression".
 _EXPR_START = {"NAME", "NUMBER", "STRING", "(", "-", "+", "{", "true", "false", "none", "not",
                "log", "cooldown", "epoch", "epochs", "batch", "batches", "step", "steps"}

@@ -289,6 +289,18 @@ def save(model: Any, kind: str, path: str, where: str) -> None:
         model.save(path, overwrite=True)
 
 
+def write_text(path: str, text: str, *, append: bool, where: str) -> None:
+    """`write` replaces a file's text; `append` adds the text and a newline. Folders are made."""
+    if os.path.isdir(path):
+        raise CbdslRuntimeError(Diagnostic(
+            "E403", f"{where}: please specify a non-directory filepath; '{path}' is a directory"))
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(path, "a" if append else "w", encoding="utf-8", newline="") as f:
+        f.write(text + "\n" if append else text)
+
+
 def call_schedule(schedule: Callable[..., Any], args: list[Any], name: str) -> Any:
     """Call a Python schedule as Keras's LearningRateScheduler does.
 

@@ -167,6 +167,12 @@ def _piecewise(table: dict, x: float, default: Any = None) -> Any:
     return default if best is None else table[best]
 
 
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
 def _round(x: float, ndigits: int | None = None) -> float:
     return round(x, ndigits) if ndigits is not None else round(x)
 
@@ -197,6 +203,10 @@ FUNCTIONS: dict[str, Function] = {
         Function("piecewise", 2, 3, _piecewise,
                  "the value of the largest key not above x (a step schedule)", numeric=False),
         Function("metric", 1, 1, None, "the log value named by a string", numeric=False),
+        Function("json", 1, 1, _json, "the value as JSON text (Python's json.dumps)",
+                 numeric=False),
+        Function("keys", 1, 1, lambda t: list(t or ()), "the keys of a table, as a list",
+                 numeric=False),
         Function("has", 1, 1, None, "whether the logs hold the named metric", numeric=False),
     ]
 }
