@@ -171,3 +171,46 @@ def _event(record: dict[str, Any]) -> str:
 def _show(value: Any) -> str:
     text = json.dumps(value, default=repr)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+# ------------------------------------------------------------ language cases
+
+
+def run_language_case(case: dict[str, Any],
+                      implementation: Callable[[str, str, dict[str, Any]], Any] | None = None
+                      ) -> CaseResult:
+    """Run a parse, check or compile case of the language itself.
+
+    Args:
+        case: a loaded case with `source`, `phase`, optional `params`, and `expected`:
+            `{"ok": true}` or `{"error": {"code", "line", "col"}}`.
+        implementation: `f(source, phase, params)` that raises an error with `code` and
+            `diagnostics[0].span` (`line`, `column`); default: cbdsl's own parse, check
+            and compile.
+    """
+    run = implementation or _cbdsl_phases
+    expected = case["expected"]
+    try:
+        run(case["source"], case["phase"], case.get("params", {}))
+    except Exception as error:
+        code = getattr(error, "code", type(error).__name__)
+        span = error.diagnostics[0].span if getattr(error, "diagnostics", None) else None
+        got = {"code": code, "line": span.line if span else None,
+               "col": span.column if span else None}
+        want = expected.get("error")
+        passed = want is not None and all(got[k] == v for k, v in want.items())
+        return CaseResult(case["name"], "language", passed,
+                          "" if passed else _pair("error", want, got))
+    passed = "error" not in expected
+    return CaseResult(case["name"], "language", passed,
+                      "" if passed else _pair("error", expected["error"], None))
+
+
+def _cbdsl_phases(source: str, phase: str, params: dict[str, Any]) -> None:
+    import cbdsl
+
+    program = cbdsl.parse(source)
+    if phase in ("check", "compile"):
+        checked = cbdsl.check(program)
+        if phase == "compile":
+            cbdsl.compile(checked, **params)

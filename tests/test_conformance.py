@@ -18,8 +18,10 @@ from cbdsl.conformance import (
     run_trace,
 )
 from cbdsl.conformance.differential import cases, divergence
+from cbdsl.conformance.runner import run_language_case
 
-CASES = case_paths()
+CASES = [p for p in case_paths() if p.parent.name in SPECS]  # runtime cases of each built-in
+LANGUAGE_CASES = case_paths("language")
 EXAMPLES = int(os.environ.get("CBDSL_DIFF_EXAMPLES", "1000"))
 
 
@@ -31,8 +33,24 @@ def reference(spec: str):
 
 
 def test_every_spec_has_cases():
-    assert {p.parent.name for p in CASES} == set(SPECS)
+    assert {p.parent.name for p in case_paths()} == {*SPECS, "language"}
     assert all(len(case_paths(spec)) >= 3 for spec in SPECS)
+    assert {load_case(p)["phase"] for p in LANGUAGE_CASES} == {"parse", "check", "compile"}
+
+
+@pytest.mark.parametrize("path", LANGUAGE_CASES, ids=lambda p: p.stem)
+def test_language_case(path):
+    result = run_language_case(load_case(path))
+    assert result.passed, result.divergence
+
+
+def test_language_case_reports_a_wrong_position():
+    case = load_case(case_paths("language")[0])
+    case = {**case, "source": "on epoch_ned do stop", "phase": "check",
+            "expected": {"error": {"code": "E201", "line": 1, "col": 5}}}
+    result = run_language_case(case)
+    assert not result.passed
+    assert '"col": 5' in result.divergence and '"col": 4' in result.divergence
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
