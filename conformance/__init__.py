@@ -7,6 +7,7 @@ from cbdsl.conformance.runner import (
     first_divergence,
     load_case,
     run_case,
+    run_language_case,
     run_spec,
     run_trace,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "first_divergence",
     "load_case",
     "run_case",
+    "run_language_case",
     "run_spec",
     "run_trace",
 ]
