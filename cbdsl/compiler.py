@@ -281,10 +281,11 @@ class ExprCompiler:
             expr = parse_schedule(value, f"{where}: {name}")
             body = ExprCompiler({}, set(), {}, where).compile(expr)
 
-            def expression(c):
-                bound = Context(c.cb, c.logs, *[a(c) for a in args][:1], c.batch)
-                if len(args) > 1:
-                    bound._lr = args[1](c)
+            def expression(c):  # `epoch` and `lr` in the text are the call's arguments
+                epoch, *lr = [a(c) for a in args]
+                bound = Context(c.cb, c.logs, epoch, c.batch)
+                if lr:
+                    bound._lr = lr[0]
                 return body(bound)
             return expression
         if value is None:
