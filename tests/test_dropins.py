@@ -76,3 +76,16 @@ def test_lambda_callback_keeps_other_keyword_arguments_as_attributes():
     cb = dropin.LambdaCallback(on_test_end=lambda logs: None, tag="x")
     assert cb.tag == "x" and "on_test_end" in type(cb).__dict__
     assert "on_train_batch_end" not in type(cb).__dict__  # no batch hook unless given
+
+
+@pytest.mark.fit
+def test_fit_returns_the_compiled_history():
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    history = dropin.History()
+    x = np.ones((8, 2), "float32")
+    returned = model.fit(x, x[:, :1], epochs=2, verbose=0, callbacks=[history])
+    assert returned is history and model.history is history
+    assert history.epoch == [0, 1] and len(history.history["loss"]) == 2
