@@ -1,4 +1,4 @@
-"""The `cbdsl` command: `check` rule files, and `demo` a policy on a small model."""
+"""The `cbdsl` command: `check` rule files, `demo` a policy, `replay` one over a training log."""
 
 from __future__ import annotations
 
@@ -38,6 +38,22 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=40, help="the most epochs to run (40)")
     demo.add_argument("--seed", type=int, default=7, help="seed for data and weights (7)")
     demo.add_argument("--show-policy", action="store_true", help="print the policy first")
+    replay = commands.add_parser(
+        "replay", help="dry-run a policy over a recorded training log",
+        description="Drive a policy's compiled callbacks over a recorded log (a CSVLogger "
+                    "file or a History JSON dump) and print what would fire at each epoch "
+                    "and why. Exit status: 0, 1 on diagnostics, 2 on usage errors.")
+    replay.add_argument("file", metavar="FILE", help="the policy (.cbd)")
+    replay.add_argument("--log", required=True, metavar="PATH",
+                        help="training.csv (CSVLogger) or history.json (History)")
+    replay.add_argument("--lr", type=float, metavar="RATE",
+                        help="the starting learning rate (default: the log's, else 0.001)")
+    replay.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a value for one of the policy's parameters (repeatable)")
+    replay.add_argument("--plot", metavar="IMAGE",
+                        help="also save a figure: metrics, learning rate, firings")
+    replay.add_argument("--metric", action="append", default=[], metavar="NAME",
+                        help="a metric to plot (repeatable; default: the monitored ones)")
     return parser
 
 
@@ -58,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_check(args.files, args.format, args.strict)
     if args.command == "demo":
         return run_demo(args.policy, args.epochs, args.seed, args.show_policy)
+    if args.command == "replay":
+        return run_replay(args.file, args.log, args.lr, args.set, args.plot, args.metric)
     parser.print_help()
     return EXIT_USAGE
 
@@ -157,7 +175,6 @@ def run_demo(policy: str | None, epochs: int, seed: int, show_policy: bool) -> i
         return EXIT_USAGE
     from rich.console import Console
     from rich.syntax import Syntax
-    from rich.table import Table
 
     import cbdsl
     from cbdsl.diagnostics import CbdslError
@@ -190,20 +207,82 @@ def run_demo(policy: str | None, epochs: int, seed: int, show_policy: bool) -> i
     progress.close()
     seconds = time.perf_counter() - start
     ran = len(history.history.get("loss", []))
-    table = Table(title="Timeline: which rule fired, when, and why")
-    for column in ("epoch", "rule", "did", "because"):
-        table.add_column(column)
-    firings = sorted((f for cb in callbacks for f in cb.timeline),
-                     key=lambda f: (-1 if f.epoch is None else f.epoch, f.event != "epoch_begin"))
-    for f in firings:
-        epoch = "-" if f.epoch is None else str(f.epoch + 1)
-        table.add_row(epoch, f.rule, ", ".join(f.actions), "; ".join(f.reasons)
-                      or f"{f.event}")
-    console.print(table)
+    console.print(timeline_table(f for cb in callbacks for f in cb.timeline))
     best = min(history.history["val_loss"])
     console.print(f"ran {ran} of {epochs} epochs in {seconds:.1f}s; best val_loss {best:.4f}; "
                   f"final learning rate {read_lr(model):.3g}")
     return EXIT_CLEAN
+
+
+def timeline_table(firings, title: str = "Timeline: which rule fired, when, and why"):
+    """A rich table of rule firings, by epoch (1-based, as Keras prints them)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("epoch", "rule", "did", "because"):
+        table.add_column(column)
+    for f in sorted(firings, key=lambda f: (-1 if f.epoch is None else f.epoch,
+                                            f.event != "epoch_begin")):
+        epoch = "-" if f.epoch is None else str(f.epoch + 1)
+        table.add_row(epoch, f.rule, ", ".join(f.actions), "; ".join(f.reasons) or f.event)
+    return table
+
+
+def run_replay(policy: str, log: str, lr: float | None, settings: Sequence[str],
+               image: str | None, metrics: Sequence[str]) -> int:
+    """`cbdsl replay`: what a policy would have done over a recorded training log."""
+    from rich.console import Console
+
+    import cbdsl
+    from cbdsl.diagnostics import CbdslError
+    from cbdsl.replay import plot, read_log, replay
+
+    params = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            print(f"cbdsl replay: --set takes NAME=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_USAGE
+        params[name] = _literal(value)
+    console = Console()
+    try:
+        epochs = read_log(log)
+        result = replay(cbdsl.compile(policy, **params), epochs, lr)
+    except CbdslError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    except OSError as exc:
+        print(f"cbdsl replay: cannot read {policy}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    console.print(timeline_table(result.firings, f"Replay of {policy} over {log}"))
+    ran = len(result.learning_rates)
+    end = (f"stops at epoch {result.stopped_at + 1} of {len(epochs)}"
+           if result.stopped_at is not None else f"runs all {len(epochs)} epochs")
+    console.print(f"the policy {end}; learning rate {result.learning_rates[0]:.3g} -> "
+                  f"{result.learning_rates[-1]:.3g}" if ran else "the log has no epochs")
+    for epoch, said in result.warnings:
+        console.print(f"[yellow]epoch {'-' if epoch is None else epoch + 1}: {said}[/]")
+    if result.skipped_events:
+        console.print(f"[yellow]not replayed (the log has epochs only): "
+                      f"{', '.join(result.skipped_events)}[/]")
+    if image:
+        console.print(f"plot: {plot(result, image, list(metrics) or None)}")
+    return EXIT_CLEAN
+
+
+def _literal(text: str):
+    """A --set value: a number, true/false/none, or else the text itself."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _progress_callback(console, epochs: int):

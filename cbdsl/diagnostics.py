@@ -45,6 +45,8 @@ CODES: dict[str, str] = {
     "E402": "metric direction unknown",
     "E403": "template field not available",
     "E404": "Python hook failed",
+    "E501": "training log unreadable",
+    "E502": "policy failed during a replay",
     "W201": "name is read as a metric",
     "W202": "callbacks defined but none used",
     "W203": "state variable never read",

@@ -1,0 +1,205 @@
+"""Dry runs: a policy's compiled callbacks driven over a recorded training log, and its plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cbdsl.diagnostics import CbdslError, Diagnostic
+
+
+class LogFormatError(CbdslError):
+    """A training log that replay cannot read."""
+
+
+@dataclass
+class Replay:
+    """What a policy would have done over a recorded log.
+
+    Attributes:
+        epochs: the log's epoch logs, in order (what each `on_epoch_end` received).
+        learning_rates: the learning rate after each replayed epoch.
+        firings: every rule firing (`cbdsl.runtime.Firing`), in order.
+        stopped_at: the 0-based epoch at which the policy stops training, or None.
+        warnings: the warnings raised along the way, with their epoch.
+        skipped_events: batch and other events a per-epoch log cannot replay.
+    """
+
+    epochs: list[dict[str, float]]
+    learning_rates: list[float] = field(default_factory=list)
+    firings: list[Any] = field(default_factory=list)
+    stopped_at: int | None = None
+    warnings: list[tuple[int | None, str]] = field(default_factory=list)
+    skipped_events: list[str] = field(default_factory=list)
+    monitored: list[str] = field(default_factory=list)
+
+
+def read_log(path: str | Path) -> list[dict[str, float]]:
+    """Per-epoch logs from a CSVLogger file (`.csv`) or a History dump (`.json`).
+
+    A History dump is `{"loss": [...], ...}` (`history.history`) or `{"history": {...}}`.
+    CSVLogger's `epoch` column is dropped and its `NA` cells left out.
+
+    Raises:
+        LogFormatError: the file cannot be read or is neither format.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LogFormatError(Diagnostic("E501", f"cannot read {path}: {exc.strerror}")) from None
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        return _from_history(text, path)
+    return _from_csv(text, path)
+
+
+def _from_history(text: str, path: Path) -> list[dict[str, float]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LogFormatError(Diagnostic(
+            "E501", f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}")) from None
+    if isinstance(data, dict) and isinstance(data.get("history"), dict):
+        data = data["history"]
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise LogFormatError(Diagnostic(
+            "E501", f"{path}: expected a History dump, {{\"loss\": [...], ...}}"))
+    count = max((len(v) for v in data.values()), default=0)
+    return [{k: float(v[i]) for k, v in data.items() if i < len(v) and v[i] is not None}
+            for i in range(count)]
+
+
+def _from_csv(text: str, path: Path) -> list[dict[str, float]]:
+    rows = list(csv.DictReader(text.splitlines()))
+    if not rows or rows[0] is None:
+        raise LogFormatError(Diagnostic("E501", f"{path}: no rows; expected a CSVLogger file"))
+    epochs = []
+    for line, row in enumerate(rows, start=2):
+        logs = {}
+        for key, value in row.items():
+            if key in (None, "epoch") or value in (None, "", "NA"):
+                continue
+            try:
+                logs[key] = float(value)
+            except ValueError:
+                raise LogFormatError(Diagnostic(
+                    "E501", f"{path}:{line}: '{key}' is {value!r}, not a number")) from None
+        epochs.append(logs)
+    return epochs
+
+
+def replay(callbacks: list[Any], epochs: list[dict[str, float]],
+           learning_rate: float | None = None) -> Replay:
+    """Drive compiled callbacks over recorded epoch logs, as `fit` would have called them.
+
+    Args:
+        callbacks: from `cbdsl.compile` (the engine that runs during training).
+        epochs: per-epoch logs (`read_log`).
+        learning_rate: the starting rate; default the log's first `learning_rate`/`lr`,
+            else 0.001.
+    """
+    from cbdsl.conformance.driver import StubModel, drive
+    from cbdsl.vocab import EVENTS
+
+    first = epochs[0] if epochs else {}
+    lr = learning_rate if learning_rate is not None else first.get(
+        "learning_rate", first.get("lr", 0.001))
+    model = StubModel(lr)
+    trace = [{"logs": dict(logs)} for logs in epochs]
+    result = Replay(epochs)
+    for cb in callbacks:
+        for event in getattr(cb, "rules_by_event", {}):
+            if EVENTS[event].level == "batch" or EVENTS[event].phase != "train":
+                result.skipped_events.append(event)
+        result.monitored += [t.metric for rules in getattr(cb, "rules_by_event", {}).values()
+                             for r in rules for t in r.trackers if t.metric]
+    combined = _Together(callbacks)
+    outcome = drive(combined, trace, model=model,
+                    fit_params={"epochs": len(trace), "steps": None, "verbose": 0})
+    for record in outcome.events:
+        if record["event"] == "epoch_end":
+            result.learning_rates.append(record["lr"])
+            if record["stop"] and result.stopped_at is None:
+                result.stopped_at = record["index"]
+        for said in record.get("warnings", []):
+            result.warnings.append((record.get("index"), said))
+    if outcome.error:
+        raise LogFormatError(Diagnostic(
+            "E502", f"the policy failed at {outcome.error['at']}: {outcome.error['type']}: "
+            f"{outcome.error['message']}"))
+    result.firings = sorted((f for cb in callbacks for f in cb.timeline),
+                            key=lambda f: (-1 if f.epoch is None else f.epoch))
+    result.skipped_events = sorted(set(result.skipped_events) - {"epoch_begin", "epoch_end",
+                                                                   "train_begin", "train_end"})
+    result.monitored = list(dict.fromkeys(result.monitored))
+    return result
+
+
+class _Together:
+    """Several callbacks driven as one, in list order, as Keras's CallbackList calls them."""
+
+    def __init__(self, callbacks: list[Any]):
+        self.callbacks = callbacks
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith(("on_", "set_")):
+            raise AttributeError(name)
+
+        def each(*args: Any, **kwargs: Any) -> None:
+            for cb in self.callbacks:
+                getattr(cb, name)(*args, **kwargs)
+        return each
+
+
+def plot(result: Replay, path: str | Path, metrics: list[str] | None = None) -> Path:
+    """Save a figure: the metrics per epoch, the learning rate on a second axis, and a marker
+    at each firing, labelled with its rule.
+
+    Args:
+        result: from `replay`.
+        path: the image to write (its suffix picks the format: `.png`, `.svg`, `.pdf`).
+        metrics: the metrics to draw; default the ones the policy monitors, else every
+            loss in the log.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = metrics or [m for m in result.monitored if any(m in e for e in result.epochs)] or [
+        k for k in dict.fromkeys(k for e in result.epochs for k in e) if "loss" in k]
+    shown = len(result.learning_rates)
+    x = list(range(1, shown + 1))
+    fig, ax = plt.subplots(figsize=(9, 4.8), layout="constrained")
+    for name in names:
+        ax.plot(x, [result.epochs[i].get(name, math.nan) for i in range(shown)], label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(", ".join(names))
+    lr_axis = ax.twinx()
+    lr_axis.step(x, result.learning_rates, where="post", color="tab:gray", linestyle="--",
+                 label="learning rate")
+    if all(v > 0 for v in result.learning_rates):
+        lr_axis.set_yscale("log")
+    lr_axis.set_ylabel("learning rate")
+    for firing in result.firings:
+        if firing.epoch is None or firing.epoch >= shown:
+            continue
+        ax.axvline(firing.epoch + 1, color="tab:red", alpha=0.35, linewidth=1)
+        ax.annotate(firing.rule, (firing.epoch + 1, 0.02), xycoords=("data", "axes fraction"),
+                    rotation=90, va="bottom", ha="right", fontsize=7, color="tab:red")
+    handles = ax.get_legend_handles_labels()
+    extra = lr_axis.get_legend_handles_labels()
+    ax.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper right", fontsize=8)
+    title = "policy replay"
+    if result.stopped_at is not None:
+        title += f": stops at epoch {result.stopped_at + 1}"
+    ax.set_title(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
