@@ -90,17 +90,40 @@ class CheckedProgram:
 
 
 def library_dirs(base: str | None) -> dict[str, list[Path]]:
-    """Where `use lib.rule` looks for the folder `lib`: next to the file, then CBDSL_PATH."""
+    """Where `use lib.rule` looks for the library `lib`, in this order: a folder next to the
+    file, a folder on CBDSL_PATH, a package registered in the `cbdsl.rules` entry-point group
+    (`team = "team_rules"`), and the built-in `keras` library."""
     roots = [Path(base)] if base else [Path.cwd()]
     roots += [Path(p) for p in os.environ.get("CBDSL_PATH", "").split(os.pathsep) if p]
     found: dict[str, list[Path]] = defaultdict(list)
     for root in roots:
         if root.is_dir():
-            for child in root.iterdir():
+            for child in sorted(root.iterdir()):
                 if child.is_dir() and any(child.glob("*.cbd")):
                     found[child.name].append(child)
-    found["keras"].append(Path(str(resources.files("cbdsl.rules"))))
+    for name, folder in installed_libraries().items():
+        found[name].append(folder)
+    builtin = Path(str(resources.files("cbdsl.rules")))
+    if builtin not in found["keras"]:
+        found["keras"].append(builtin)
     return found
+
+
+def installed_libraries() -> dict[str, Path]:
+    """Rule libraries that pip packages register: `[project.entry-points."cbdsl.rules"]`,
+    each naming a package whose folder holds `.cbd` files. Entries that do not resolve are
+    left out (`cbdsl list` reports them)."""
+    from importlib.metadata import entry_points
+
+    out = {}
+    for entry in entry_points(group="cbdsl.rules"):
+        try:
+            folder = Path(str(resources.files(entry.value)))
+        except (ModuleNotFoundError, TypeError, ValueError):
+            continue
+        if folder.is_dir():
+            out.setdefault(entry.name, folder)
+    return out
 
 
 class Checker:
@@ -297,16 +320,20 @@ class Checker:
                     self.diagnostics.extend(exc.diagnostics)
                     self.library_cache[path] = n.Program(())
             program = self.library_cache[path]
-            for item in program.items:
-                if isinstance(item, n.CallbackDef) and item.name.name == rule:
-                    key = f"{folder.name}.{rule}"
-                    if key not in self.definitions:
-                        sub = Checker(program)
-                        definition = sub._define(item, program)
-                        sub.check_definition(definition)
-                        self.diagnostics.extend(sub.diagnostics)
-                        self.definitions[key] = definition
-                    return self.definitions[key]
+            defs = [item for item in program.items if isinstance(item, n.CallbackDef)]
+            # `use keras.EarlyStopping` names the callback; `use keras.early_stopping` the
+            # file, when it defines one callback
+            named = [d for d in defs if d.name.name == rule] or (
+                defs if path.stem == rule and len(defs) == 1 else [])
+            for item in named:
+                key = f"{folder.name}.{item.name.name}"
+                if key not in self.definitions:
+                    sub = Checker(program)
+                    definition = sub._define(item, program)
+                    sub.check_definition(definition)
+                    self.diagnostics.extend(sub.diagnostics)
+                    self.definitions[key] = definition
+                return self.definitions[key]
         return None
 
     def _instantiate(self, use: n.Use, where: n.Program, main: Definition) -> Instance | None:

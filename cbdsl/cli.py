@@ -1,4 +1,4 @@
-"""The `cbdsl` command: `check` rule files, `demo` a policy, `replay` one over a training log."""
+"""The `cbdsl` command: `check`, `demo`, `replay` a policy over a log, `list` rule libraries."""
 
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=40, help="the most epochs to run (40)")
     demo.add_argument("--seed", type=int, default=7, help="seed for data and weights (7)")
     demo.add_argument("--show-policy", action="store_true", help="print the policy first")
+    listing = commands.add_parser(
+        "list", help="list every rule library and rule, with parameters and description",
+        description="List the rule libraries `use LIBRARY.RULE(...)` can name: folders next "
+                    "to the current folder, on CBDSL_PATH, installed packages (entry-point "
+                    "group cbdsl.rules) and the built-in keras library.")
+    listing.add_argument("--format", choices=("text", "json"), default="text")
+    listing.add_argument("--dir", metavar="DIR", help="look from DIR instead of the current "
+                         "folder")
     replay = commands.add_parser(
         "replay", help="dry-run a policy over a recorded training log",
         description="Drive a policy's compiled callbacks over a recorded log (a CSVLogger "
@@ -74,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_check(args.files, args.format, args.strict)
     if args.command == "demo":
         return run_demo(args.policy, args.epochs, args.seed, args.show_policy)
+    if args.command == "list":
+        return run_list(args.format, args.dir)
     if args.command == "replay":
         return run_replay(args.file, args.log, args.lr, args.set, args.plot, args.metric)
     parser.print_help()
@@ -226,6 +236,32 @@ def timeline_table(firings, title: str = "Timeline: which rule fired, when, and 
         epoch = "-" if f.epoch is None else str(f.epoch + 1)
         table.add_row(epoch, f.rule, ", ".join(f.actions), "; ".join(f.reasons) or f.event)
     return table
+
+
+def run_list(fmt: str = "text", base: str | None = None) -> int:
+    """`cbdsl list`: every library and rule, with its parameters and one-line description."""
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from cbdsl.libraries import catalog
+
+    rules = catalog(base)
+    if fmt == "json":
+        print(json.dumps([asdict(r) for r in rules], indent=2))
+        return EXIT_CLEAN if not any(r.error for r in rules) else EXIT_DIAGNOSTICS
+    table = Table(title="Rule libraries (use LIBRARY.RULE(...))")
+    for column in ("library.rule", "callback", "description"):
+        table.add_column(column, overflow="fold")
+    for r in rules:
+        if r.error:
+            table.add_row(f"{r.library}.{r.rule}", "[red]does not check[/]",
+                          r.error.splitlines()[0])
+        for name, sig, doc in r.callbacks:
+            table.add_row(f"{r.library}.{r.rule}", f"{name}{sig}", doc)
+    Console().print(table)
+    return EXIT_CLEAN if not any(r.error for r in rules) else EXIT_DIAGNOSTICS
 
 
 def run_replay(policy: str, log: str, lr: float | None, settings: Sequence[str],

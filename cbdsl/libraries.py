@@ -1,0 +1,83 @@
+"""Rule libraries: what each one found by `use lib.rule` holds, for `cbdsl list`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cbdsl.checker import INVALID, REQUIRED, ParamInfo, library_dirs
+from cbdsl.diagnostics import CbdslError
+
+
+@dataclass(frozen=True)
+class LibraryRule:
+    """One rule file of a library, as `use LIBRARY.RULE(...)` names it.
+
+    Attributes:
+        library: the library's name (`keras`, `team`).
+        rule: the file's name without `.cbd`.
+        callbacks: `(name, signature, first line of its doc)` per callback it defines.
+        path: the file.
+        error: the first diagnostic, when the file does not check.
+    """
+
+    library: str
+    rule: str
+    callbacks: tuple[tuple[str, str, str], ...]
+    path: str
+    error: str = ""
+
+
+def catalog(base: str | None = None) -> list[LibraryRule]:
+    """Every rule of every library visible from `base` (a folder; default the working one)."""
+    import cbdsl
+
+    out = []
+    for library, folders in sorted(library_dirs(base).items()):
+        seen = set()
+        for folder in folders:
+            for path in sorted(folder.glob("*.cbd")):
+                if path.stem in seen:  # an earlier folder of the same library wins
+                    continue
+                seen.add(path.stem)
+                try:
+                    checked = cbdsl.check(path)
+                except CbdslError as exc:
+                    first = exc.errors[0] if exc.errors else exc.diagnostics[0]
+                    out.append(LibraryRule(library, path.stem, (), str(path), first.render()))
+                    continue
+                defs = [d for d in checked.definitions.values()
+                        if d.node is not None and Path(d.path) == path]
+                out.append(LibraryRule(library, path.stem, tuple(
+                    (d.name, signature(d.params), (d.doc or "").strip().splitlines()[0]
+                     if d.doc else "") for d in defs), str(path)))
+    return out
+
+
+def signature(params: dict[str, ParamInfo]) -> str:
+    """`(monitor = "val_loss", patience = 0, schedule: schedule)`, as the file declares them."""
+    parts = []
+    for name, info in params.items():
+        typed = info.node.type_name is not None
+        if info.default is REQUIRED or info.default is INVALID or (
+                typed and info.node.default is None):
+            parts.append(f"{name}: {info.type}")
+        elif typed:
+            parts.append(f"{name}: {info.type} = {_literal(info.default)}")
+        else:
+            parts.append(f"{name} = {_literal(info.default)}")
+    return f"({', '.join(parts)})"
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)

@@ -1,0 +1,108 @@
+"""Rule libraries: folders, CBDSL_PATH, pip packages (entry points), and `cbdsl list`."""
+
+from __future__ import annotations
+
+import json
+import os
+import site
+import subprocess
+import sysconfig
+import textwrap
+import venv
+
+import pytest
+
+import cbdsl
+from cbdsl.cli import main
+from cbdsl.libraries import catalog
+
+STRICT_STOP = '''
+callback StrictStop(monitor = "val_loss", patience = 3) {
+  "Stop when the monitored metric has not improved for `patience` epochs."
+  on epoch_end when metric(monitor) stalls patience and epoch > 0 do stop
+}
+'''
+
+
+def test_catalog_lists_the_builtin_library_with_signatures():
+    rules = {f"{r.library}.{r.rule}": r for r in catalog()}
+    (name, sig, doc) = rules["keras.reduce_lr_on_plateau"].callbacks[0]
+    assert name == "ReduceLROnPlateau"
+    assert sig.startswith('(monitor = "val_loss", factor = 0.1, patience = 10')
+    assert doc == "Reduce the learning rate when a metric has stopped improving."
+    assert rules["keras.learning_rate_scheduler"].callbacks[0][1] == \
+        "(schedule: schedule, verbose = 0)"
+
+
+def test_use_names_a_library_rule_by_file_or_by_callback():
+    by_file = cbdsl.compile("use keras.early_stopping(patience = 3)")
+    by_name = cbdsl.compile("use keras.EarlyStopping(patience = 3)")
+    assert type(by_file[0]).__name__ == type(by_name[0]).__name__ == "EarlyStopping"
+    assert by_file[0].arguments["patience"] == 3
+
+
+def test_folder_libraries_and_broken_files_are_listed(tmp_path, capsys):
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "strict_stop.cbd").write_text(STRICT_STOP)
+    (tmp_path / "team" / "broken.cbd").write_text("on epoch_ned do stop")
+    assert main(["list", "--dir", str(tmp_path), "--format", "json"]) == 1
+    listed = {f"{r['library']}.{r['rule']}": r for r in json.loads(capsys.readouterr().out)}
+    assert listed["team.strict_stop"]["callbacks"] == [
+        ["StrictStop", '(monitor = "val_loss", patience = 3)',
+         "Stop when the monitored metric has not improved for `patience` epochs."]]
+    assert "E201" in listed["team.broken"]["error"]
+
+
+def test_a_pip_package_ships_a_library_through_entry_points(tmp_path):
+    package = tmp_path / "team-rules"
+    (package / "team_rules").mkdir(parents=True)
+    (package / "team_rules" / "__init__.py").write_text('"""Team rule library."""\n')
+    (package / "team_rules" / "strict_stop.cbd").write_text(STRICT_STOP)
+    (package / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "team-rules"
+        version = "1.0.0"
+
+        [project.entry-points."cbdsl.rules"]
+        team = "team_rules"
+
+        [tool.setuptools]
+        packages = ["team_rules"]
+
+        [tool.setuptools.package-data]
+        team_rules = ["*.cbd"]
+    """))
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    # the new environment sees this one's packages (cbdsl, keras, setuptools) as a site dir,
+    # so that their own .pth files (an editable install's finder) are processed too
+    target = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                             "['purelib'])"], capture_output=True, text=True, check=True)
+    outer = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
+    lines = [f"import site; site.addsitedir({p!r})" for p in dict.fromkeys(outer)
+             if os.path.isdir(p)]
+    with open(os.path.join(target.stdout.strip(), "outer.pth"), "w") as pth:
+        pth.write("\n".join(lines) + "\n")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", str(package)], check=True,
+                   capture_output=True, text=True)
+    policy = tmp_path / "policy.cbd"
+    policy.write_text("use team.strict_stop(patience = 2)\n")
+    listed = subprocess.run([python, "-m", "cbdsl", "list", "--format", "json", "--dir",
+                             str(tmp_path / "nowhere")], capture_output=True, text=True,
+                            env={**os.environ, "CBDSL_PATH": ""})
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    names = {f"{r['library']}.{r['rule']}" for r in json.loads(listed.stdout)}
+    assert {"team.strict_stop", "keras.early_stopping"} <= names
+    checked = subprocess.run([python, "-m", "cbdsl", "check", str(policy)],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # and in this environment, without the package, the library is unknown
+    with pytest.raises(cbdsl.CbdslCheckError) as exc:
+        cbdsl.check(policy)
+    assert "no rule library named 'team'" in str(exc.value)
