@@ -356,9 +356,19 @@ class Builder(Transformer):
     def doc(self, meta, children):
         return unescape(str(children[0])[1:-1])
 
+    def param_list(self, meta, children):
+        (params,) = children
+        return params or ()
+
     def callback_def(self, meta, children):
-        token, params, doc, *body = children
-        return n.CallbackDef(_ident(token), tuple(params or ()), tuple(body), doc, _span(meta))
+        token, params, extends, doc, *body = children
+        return n.CallbackDef(_ident(token), tuple(params or ()), tuple(body), doc, _span(meta),
+                             extends)
+
+    def extends(self, meta, children):
+        name, arguments = children
+        args, keywords = arguments or ((), ())
+        return n.Use(name, args, keywords, _span(meta))
 
     def start(self, meta, children):
         return n.Program(tuple(children), self.path, self.text, _span(meta))

@@ -217,8 +217,17 @@ class Checker:
         self._collect(imported, params, body, uses, [*stack, target])
 
     def _define(self, item: n.CallbackDef, program: n.Program) -> Definition:
-        definition = Definition(item.name.name, self._params(item.params, program), item.body,
-                                program.path, program.source, item.doc, item)
+        params = self._params(item.params, program)
+        body, doc = item.body, item.doc
+        if item.extends is not None:
+            base = self._resolve_use(item.extends, program)
+            if base is not None:
+                params = {**self._extended_params(base, item.extends, program), **params}
+                for part in base.body:  # the base's rules are reported in the base's file
+                    self._origin.setdefault(id(part), base)
+                body, doc = (*base.body, *item.body), doc or base.doc
+        definition = Definition(item.name.name, params, body, program.path, program.source, doc,
+                                item)
         previous = self.definitions.get(item.name.name)
         if previous is not None and previous.node is not None:
             self.report("E209", f"callback '{item.name.name}' is defined twice", item.name.span,
@@ -227,6 +236,36 @@ class Checker:
         else:
             self.definitions[item.name.name] = definition
         return definition
+
+    def _extended_params(self, base: Definition, extends: n.Use, where: n.Program
+                         ) -> dict[str, ParamInfo]:
+        """The base's parameters, with the defaults `extends base(name = value)` gives."""
+        params = dict(base.params)
+        names = list(base.params)
+        given = [*((name, value, value.span) for name, value in zip(names, extends.args,
+                                                                      strict=False)),
+                 *((k.name.name, k.value, k.name.span) for k in extends.keywords)]
+        if len(extends.args) > len(names):
+            self.report("E203", f"'{extends.dotted}' takes {len(names)} arguments, "
+                        f"{len(extends.args)} given", extends.span, where)
+        for name, value, span in given:
+            info = base.params.get(name)
+            if info is None:
+                self.report("E212", f"'{extends.dotted}' has no parameter '{name}'",
+                            span, where, did_you_mean(name, names))
+                continue
+            try:
+                default = const_value(value)
+            except NotConstant as exc:
+                self.report("E219", f"the new default of '{name}' must be a constant", exc.span,
+                            where)
+                continue
+            kind = vocab.type_of_value(default)
+            if info.type not in ("python", "any") and not vocab.accepts(info.type, kind):
+                self.report("E221", f"'{name}' takes {info.type}, got {kind}", value.span, where)
+                continue
+            params[name] = ParamInfo(name, info.type, default, info.node)
+        return params
 
     def _params(self, decls: Iterable[n.ParamDecl], where) -> dict[str, ParamInfo]:
         params: dict[str, ParamInfo] = {}

@@ -427,6 +427,7 @@ class CallbackDef(Node):
     body: tuple[Rule | VarDecl | Require, ...] = ()
     doc: str | None = None
     span: Span = _span()
+    extends: Use | None = None  # `extends early_stopping(patience = 3)`
 
 
 Item = Union[Rule, CallbackDef, Use, Import, ParamDecl, VarDecl]  # noqa: UP007

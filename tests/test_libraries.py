@@ -106,3 +106,37 @@ def test_a_pip_package_ships_a_library_through_entry_points(tmp_path):
     with pytest.raises(cbdsl.CbdslCheckError) as exc:
         cbdsl.check(policy)
     assert "no rule library named 'team'" in str(exc.value)
+
+
+EXTENDED = '''
+callback StrictStop extends keras.early_stopping(patience = 3, restore_best_weights = true) {
+  "EarlyStopping that waits 3 epochs and restores the best weights."
+}
+'''
+
+
+def test_extends_builds_on_a_library_rule_with_new_defaults():
+    import keras
+
+    from cbdsl.conformance import first_divergence, run_trace
+
+    (strict,) = cbdsl.compile(EXTENDED + "use StrictStop(min_delta = 0.05)")
+    assert strict.arguments["patience"] == 3 and strict.arguments["restore_best_weights"]
+    assert type(strict).__doc__.startswith("EarlyStopping that waits 3 epochs")
+    case = {"spec": "early_stopping", "params": {}, "trace": [
+        {"logs": {"val_loss": v}} for v in (1.0, 0.9, 0.88, 0.87, 0.86, 0.7, 0.69)]}
+    expected = run_trace(case, lambda: keras.callbacks.EarlyStopping(
+        patience=3, restore_best_weights=True, min_delta=0.05))
+    actual = run_trace(case, lambda: strict)
+    assert first_divergence(expected, actual) is None
+    assert expected["final"]["weights"] == 1  # it stopped and restored the best epoch
+
+
+def test_extends_reports_bad_overrides_at_their_names():
+    with pytest.raises(cbdsl.CbdslCheckError) as exc:
+        cbdsl.check("callback S extends keras.early_stopping(patiense = 3, patience = \"x\") {}"
+                    "\nuse S()")
+    text = str(exc.value)
+    assert "1:41: error E212: 'keras.early_stopping' has no parameter 'patiense'" in text
+    assert "did you mean 'patience'?" in text
+    assert "error E221: 'patience' takes int, got str" in text
