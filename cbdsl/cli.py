@@ -1,4 +1,4 @@
-"""The `cbdsl` command: `check`, `demo`, `replay` a policy over a log, `list` rule libraries."""
+"""The `cbdsl` command: `check`, `demo`, `explain`, `replay` a policy over a log, `list`."""
 
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--format", choices=("text", "json"), default="text")
     listing.add_argument("--dir", metavar="DIR", help="look from DIR instead of the current "
                          "folder")
+    explain = commands.add_parser(
+        "explain", help="say in plain English what each rule does and when",
+        description="For each rule of a file, one sentence saying what it does and when.")
+    explain.add_argument("file", metavar="FILE", help="a rule file (.cbd)")
     replay = commands.add_parser(
         "replay", help="dry-run a policy over a recorded training log",
         description="Drive a policy's compiled callbacks over a recorded log (a CSVLogger "
@@ -82,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_check(args.files, args.format, args.strict)
     if args.command == "demo":
         return run_demo(args.policy, args.epochs, args.seed, args.show_policy)
+    if args.command == "explain":
+        return run_explain(args.file)
     if args.command == "list":
         return run_list(args.format, args.dir)
     if args.command == "replay":
@@ -236,6 +242,26 @@ def timeline_table(firings, title: str = "Timeline: which rule fired, when, and 
         epoch = "-" if f.epoch is None else str(f.epoch + 1)
         table.add_row(epoch, f.rule, ", ".join(f.actions), "; ".join(f.reasons) or f.event)
     return table
+
+
+def run_explain(path: str) -> int:
+    """`cbdsl explain`: the file's rules, one plain-English sentence each (the file must
+    check, so that the sentences describe a policy that runs)."""
+    import cbdsl
+    from cbdsl.diagnostics import CbdslError
+    from cbdsl.explain import explain
+
+    try:
+        program = cbdsl.parse(path)
+        cbdsl.check(program)
+    except CbdslError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    except OSError as exc:
+        print(f"cbdsl explain: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(explain(program)))
+    return EXIT_CLEAN
 
 
 def run_list(fmt: str = "text", base: str | None = None) -> int:

@@ -1,0 +1,60 @@
+"""`cbdsl explain`: one plain-English sentence per rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import cbdsl
+from cbdsl.cli import main
+from cbdsl.explain import explain
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sentences(text: str) -> list[str]:
+    return explain(cbdsl.parse(text))
+
+
+def test_the_mission_sentence_in_english():
+    assert sentences("on epoch_end when val_loss stalls 5 do lr *= 0.2") == [
+        "This file's own rules:",
+        "- At the end of every epoch, if val_loss has not improved for 5 checks, multiply the "
+        "learning rate by 0.2."]
+
+
+def test_filters_labels_actions_and_options():
+    (_, warm, stop) = sentences(
+        "warmup: on epoch_begin before epoch 3 do lr = 0.01 * (epoch + 1)\n"
+        "on epoch_end when val_acc stalls 4 with (mode = \"max\", min_delta = 0.01) as top "
+        "do restore best weights of top, stop")
+    assert warm == ("- warmup: At the start of every epoch, only in the first 3 epochs, set the "
+                    "learning rate to 0.01 * (epoch + 1).")
+    assert stop == ("- At the end of every epoch, if val_acc has not improved for 4 checks by "
+                    "more than 0.01 going up, put back the best weights kept by top and stop "
+                    "training.")
+
+
+@pytest.mark.parametrize("path", sorted([*ROOT.glob("rules/*.cbd"), *ROOT.glob("examples/*.cbd"),
+                                         ROOT / "cbdsl" / "data" / "demo.cbd"]),
+                         ids=lambda p: p.name)
+def test_every_shipped_rule_is_explained(path):
+    program = cbdsl.parse(path)
+    rules = sum(isinstance(part, cbdsl.nodes.Rule)
+                for item in program.items
+                for part in (item.body if isinstance(item, cbdsl.nodes.CallbackDef) else [item]))
+    lines = explain(program)
+    assert sum(line.startswith("- ") and "Refuses" not in line for line in lines) == rules
+    assert all("?" not in line for line in lines)
+
+
+def test_cli_explains_a_file_and_refuses_one_that_does_not_check(tmp_path, capsys):
+    good, bad = tmp_path / "good.cbd", tmp_path / "bad.cbd"
+    good.write_text("on train_batch_end when loss is not finite do stop")
+    bad.write_text("on epoch_ned do stop")
+    assert main(["explain", str(good)]) == 0
+    assert "After every training batch, if loss is not finite, stop training." in \
+        capsys.readouterr().out
+    assert main(["explain", str(bad)]) == 1
+    assert "E201" in capsys.readouterr().err
