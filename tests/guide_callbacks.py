@@ -65,6 +65,21 @@ def lr_schedule(epoch, lr):
     return lr
 
 
+def lr_schedule_over(table):
+    """The guide's `lr_schedule`, body unchanged, over another `(epoch, lr)` table."""
+    LR_SCHEDULE = sorted(table)
+
+    def lr_schedule(epoch, lr):
+        if epoch < LR_SCHEDULE[0][0] or epoch > LR_SCHEDULE[-1][0]:
+            return lr
+        for i in range(len(LR_SCHEDULE)):
+            if epoch == LR_SCHEDULE[i][0]:
+                return LR_SCHEDULE[i][1]
+        return lr
+
+    return lr_schedule
+
+
 class LossAndErrorPrintingCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         print("Up to batch {}, the average loss is {:7.2f}.".format(batch, logs["loss"]))
@@ -139,7 +154,7 @@ class CustomCallback(keras.callbacks.Callback):
         print("...Predicting: end of batch {}; got log keys: {}".format(batch, keys))
 
 
-def json_logging_callback(path):
+def json_logging_callback(path="loss_log.json"):
     json_log = open(path, mode="wt", buffering=1)  # noqa: SIM115 - closed at train end
     return keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: json_log.write(
