@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -136,12 +137,76 @@ def cases(spec: str) -> st.SearchStrategy[dict[str, Any]]:
 
 
 def divergence(case: dict[str, Any], candidate: Callable[..., Any],
-               reference: Callable[..., Any] | None = None) -> str | None:
+               reference: Callable[..., Any] | None = None, *,
+               python_functions: bool = False) -> str | None:
     """Drive the reference and `candidate` over the same case; None when they agree,
-    otherwise the first difference rendered side by side (with the case's params)."""
+    otherwise the first difference rendered side by side (with the case's params).
+
+    `python_functions` gives the candidate Python functions, as the reference gets them,
+    whatever the case's `schedule_as` says (see `cbdsl.conformance.run_case`).
+    """
     reference = reference or SPECS[case["spec"]].reference()
     expected = run_trace(case, reference, for_reference=True)
-    found = first_divergence(expected, run_trace(case, candidate))
+    found = first_divergence(expected, run_trace(case, candidate,
+                                                 for_reference=python_functions))
     if found is None:
         return None
-    return f"{case['spec']} with params {case['params']}\n{found}"
+    trace = json.dumps(case["trace"])
+    if len(trace) > 600:
+        trace = trace[:597] + "..."
+    return f"{case['spec']} with params {case['params']}\ntrace: {trace}\n{found}"
+
+
+class Diverged(AssertionError):
+    """A generated trace on which the candidate did not do what the reference did."""
+
+
+def search(spec: str, candidate: Callable[..., Any], *, examples: int = 1000,
+           seed: int | None = None, reference: Callable[..., Any] | None = None,
+           python_functions: bool = False,
+           progress: Callable[[int], None] | None = None) -> str | None:
+    """Run `examples` generated traces of `spec` through the reference and `candidate`.
+
+    Args:
+        spec: the spec's name (`early_stopping`).
+        candidate: builds the callback under test from a case's arguments.
+        examples: how many traces to generate.
+        seed: hypothesis's seed, for a run that can be repeated; random when None.
+        reference: the reference class (default: the spec's Keras class).
+        python_functions: as in `divergence`.
+        progress: called with the number of traces run so far, every few traces.
+
+    Returns:
+        None when every trace agreed; otherwise the first divergence found, shrunk by
+        hypothesis to a smallest trace, rendered side by side with the case's params.
+    """
+    from hypothesis import HealthCheck, Verbosity, given, settings
+    from hypothesis import seed as hypothesis_seed
+
+    reference = reference or SPECS[spec].reference()
+    count = [0]
+    every = max(1, examples // 20)
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+              verbosity=Verbosity.quiet)
+    @given(cases(spec))
+    def agree(case: dict[str, Any]) -> None:
+        count[0] += 1
+        if progress is not None and count[0] % every == 0 and count[0] <= examples:
+            progress(count[0])
+        try:
+            found = divergence(case, candidate, reference, python_functions=python_functions)
+        except Exception as error:  # the harness itself failed on this trace
+            raise Diverged(f"{spec} with params {case['params']}\nrunning the trace raised "
+                           f"{type(error).__name__}: {error}") from error
+        if found is not None:
+            raise Diverged(found)
+
+    if seed is not None:
+        agree = hypothesis_seed(seed)(agree)
+    try:
+        agree()
+    except Diverged as found:
+        return str(found)
+    return None

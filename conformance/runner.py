@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cbdsl.conformance.driver import StubModel, drive, equal, plain
-from cbdsl.conformance.specs import arguments
+from cbdsl.conformance.specs import SPECS, arguments
 
 Factory = Callable[..., Any]
 
@@ -52,11 +53,25 @@ def run_trace(case: dict[str, Any], factory: Factory, *, for_reference: bool = F
     except Exception as error:  # refusing the arguments is behaviour too
         return plain({"events": [], "final": {}, "error": {
             "type": type(error).__name__, "bases": [k.__name__ for k in type(error).__mro__],
-            "message": str(error), "at": "construction"}})
+            "message": _own_name(str(error), factory, case["spec"]), "at": "construction"}})
     fit_params = {"epochs": len(case["trace"]), "steps": case.get("steps"), "verbose": 0,
                   **case.get("fit_params", {})}
-    return drive(callback, case["trace"], model=model, fit_params=fit_params,
-                 calls=calls).to_json()
+    outcome = drive(callback, case["trace"], model=model, fit_params=fit_params,
+                    calls=calls).to_json()
+    if outcome["error"]:
+        outcome["error"]["message"] = _own_name(outcome["error"]["message"], type(callback),
+                                                case["spec"])
+    return outcome
+
+
+def _own_name(message: str, implementation: Any, spec: str) -> str:
+    """A message with the implementation's class name read as the reference's: Keras words
+    some errors with `self.__class__.__name__`, and a class's own name is not behaviour."""
+    name = getattr(implementation, "__name__", None)
+    keras_name = SPECS[spec].keras_name if spec in SPECS else None
+    if not isinstance(name, str) or not keras_name or name == keras_name:
+        return message
+    return re.sub(rf"\b{re.escape(name)}\b", keras_name, message)
 
 
 @dataclass
@@ -75,8 +90,8 @@ class CaseResult:
             f"\n{self.divergence}" if self.divergence else "")
 
 
-def run_case(case: dict[str, Any], factory: Factory, *, tolerance: float | None = None
-             ) -> CaseResult:
+def run_case(case: dict[str, Any], factory: Factory, *, tolerance: float | None = None,
+             python_functions: bool = False) -> CaseResult:
     """Run one case against `factory` and compare with the case's recorded `expected`.
 
     Args:
@@ -84,20 +99,25 @@ def run_case(case: dict[str, Any], factory: Factory, *, tolerance: float | None 
         factory: builds the callback under test from the case's arguments
             (a Keras class, `cbdsl.callbacks.EarlyStopping`, or anyone's own).
         tolerance: relative tolerance for floats; default the case's own, else exact.
+        python_functions: give function-valued arguments as Python functions whatever the
+            case's `schedule_as` says, as the reference gets them: for implementations that,
+            like Keras's classes, take only Python callables (a schedule given as a table or
+            as expression text is cbdsl's own).
     """
-    actual = run_trace(case, factory)
+    actual = run_trace(case, factory, for_reference=python_functions)
     tol = tolerance if tolerance is not None else case.get("tolerance")
     divergence = first_divergence(case["expected"], actual, tol)
     return CaseResult(case["name"], case["spec"], divergence is None, divergence or "")
 
 
-def run_spec(spec: str, factory: Factory, *, xfail: Iterable[str] = ()) -> list[CaseResult]:
+def run_spec(spec: str, factory: Factory, *, xfail: Iterable[str] = (),
+             python_functions: bool = False) -> list[CaseResult]:
     """Run every case of a spec; names in `xfail` are expected to fail (kept by the
-    implementer, as test262's expectations files)."""
+    implementer, as test262's expectations files). `python_functions` as in `run_case`."""
     known = set(xfail)
     results = []
     for path in case_paths(spec):
-        result = run_case(load_case(path), factory)
+        result = run_case(load_case(path), factory, python_functions=python_functions)
         result.xfail = result.name in known and not result.passed
         results.append(result)
     return results

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import keras
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 
@@ -18,6 +17,7 @@ from cbdsl.conformance import (
     run_trace,
 )
 from cbdsl.conformance.differential import cases, divergence
+from cbdsl.conformance.examples import wrong
 from cbdsl.conformance.runner import run_language_case
 
 CASES = [p for p in case_paths() if p.parent.name in SPECS]  # runtime cases of each built-in
@@ -72,20 +72,8 @@ def test_rule_file_passes_case(path):
 # ------------------------------------------------ the suite catches wrong implementations
 
 
-class OffByOneEarlyStopping(keras.callbacks.EarlyStopping):
-    """Stops one epoch late: patience counted from 0."""
-
-    def __init__(self, patience=0, **kwargs):
-        super().__init__(patience=patience + 1, **kwargs)
-        self.patience_given = patience
-
-
-class WrongSignReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
-    """Applies min_delta with the wrong sign: a change smaller than min_delta improves."""
-
-    def _set_monitor_op(self):
-        super()._set_monitor_op()
-        self.min_delta = -self.min_delta
+OffByOneEarlyStopping = wrong.OffByOnePatience  # stops one epoch late
+WrongSignReduceLROnPlateau = wrong.WrongSignPlateau  # min_delta with the wrong sign
 
 
 @pytest.mark.parametrize(("spec", "wrong"), [("early_stopping", OffByOneEarlyStopping),

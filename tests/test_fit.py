@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cbdsl.conformance.fit import RUNS
+
 WORKER = Path(__file__).with_name("fit_worker.py")
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -35,9 +37,6 @@ def test_mission_sentence_reduces_lr_at_the_same_epochs_as_keras(backend):
     assert min(native["lr"]) < 0.05, "the run never reached a plateau: the test shows nothing"
 
 
-BUILTINS_WORKER = Path(__file__).with_name("fit_builtins_worker.py")
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def builtin_runs(request):
     """Every built-in rule file and its Keras class on the same seeded `fit`, per backend."""
@@ -46,17 +45,15 @@ def builtin_runs(request):
         pytest.skip(f"the {backend} backend is not installed (pip install 'cbdsl[{backend}]')")
     env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, str(BUILTINS_WORKER)], env=env, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run([sys.executable, "-m", "cbdsl.conformance.fit"], env=env,
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["backend"] == backend
     return result["results"]
 
 
-SPEC_NAMES = ("early_stopping", "early_stopping_baseline", "reduce_lr_on_plateau",
-              "learning_rate_scheduler", "history", "lambda_callback", "terminate_on_nan",
-              "terminate_on_nan_raise")
+SPEC_NAMES = tuple(RUNS)  # the runs `cbdsl conform` makes (cbdsl.conformance.fit)
 
 
 @pytest.mark.fit

@@ -1,0 +1,43 @@
+"""Deliberately wrong callbacks, each one small mistake away from Keras, that the suite catches.
+
+Run one: `cbdsl conform --impl cbdsl.conformance.examples.wrong:OffByOnePatience
+--spec early_stopping`. Each is the Keras class with the mistake added, so any divergence the
+suite reports comes from the mistake alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+
+class OffByOnePatience(keras.callbacks.EarlyStopping):
+    """An EarlyStopping that stops one epoch late: patience counted from 0, not from 1."""
+
+    def __init__(self, patience: int = 0, **kwargs: Any):
+        super().__init__(patience=patience + 1, **kwargs)
+
+
+class WrongSignMinDelta(keras.callbacks.EarlyStopping):
+    """An EarlyStopping that applies `min_delta` with the wrong sign, so a change smaller
+    than `min_delta` (even a worsening one) counts as an improvement."""
+
+    def _set_monitor_op(self) -> None:
+        super()._set_monitor_op()
+        self.min_delta = -self.min_delta
+
+
+class OffByOnePlateau(keras.callbacks.ReduceLROnPlateau):
+    """A ReduceLROnPlateau that reduces the learning rate one epoch late."""
+
+    def __init__(self, patience: int = 10, **kwargs: Any):
+        super().__init__(patience=patience + 1, **kwargs)
+
+
+class WrongSignPlateau(keras.callbacks.ReduceLROnPlateau):
+    """A ReduceLROnPlateau that applies `min_delta` with the wrong sign."""
+
+    def _set_monitor_op(self) -> None:
+        super()._set_monitor_op()
+        self.min_delta = -self.min_delta
