@@ -66,6 +66,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="also save a figure: metrics, learning rate, firings")
     replay.add_argument("--metric", action="append", default=[], metavar="NAME",
                         help="a metric to plot (repeatable; default: the monitored ones)")
+    fmt = commands.add_parser(
+        "fmt", help="lay rule files out in the one canonical layout",
+        description="Rewrite rule files in the canonical layout, keeping every comment. "
+                    "Folders are searched for *.cbd; `-` reads standard input and writes "
+                    "standard output. Exit status: 0 done (or, with --check, nothing to "
+                    "change), 1 when --check finds files to change or a file has syntax "
+                    "errors, 2 on usage errors.")
+    fmt.add_argument("paths", nargs="+", metavar="PATH", help="rule files or folders, or -")
+    fmt.add_argument("--check", action="store_true",
+                     help="change nothing; list the files that would change (for CI)")
+    fmt.add_argument("--diff", action="store_true",
+                     help="change nothing; print what would change as a unified diff")
     return parser
 
 
@@ -92,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_list(args.format, args.dir)
     if args.command == "replay":
         return run_replay(args.file, args.log, args.lr, args.set, args.plot, args.metric)
+    if args.command == "fmt":
+        return run_fmt(args.paths, args.check, args.diff)
     parser.print_help()
     return EXIT_USAGE
 
@@ -370,3 +384,60 @@ def _progress_callback(console, epochs: int):
             self.bar.stop()
 
     return ProgressBar()
+
+
+# --------------------------------------------------------------------- fmt
+
+
+def run_fmt(paths: Sequence[str], check: bool = False, diff: bool = False) -> int:
+    """`cbdsl fmt`: rewrite files in place (atomically), or with --check/--diff only report."""
+    import difflib
+    import tempfile
+
+    from cbdsl.diagnostics import CbdslError
+    from cbdsl.fmt import format_source
+    from cbdsl.parser import decode, read_source
+
+    files: list[str] = []
+    for path in paths:
+        if path == "-" or os.path.isfile(path):
+            files.append(path)
+        elif os.path.isdir(path):
+            files.extend(sorted(str(p) for p in pathlib.Path(path).rglob("*.cbd")
+                                if p.is_file()))
+        else:
+            print(f"cbdsl fmt: no such file or folder: {path}", file=sys.stderr)
+            return EXIT_USAGE
+    status = EXIT_CLEAN
+    for name in files:
+        try:
+            text = decode(sys.stdin.buffer.read(), "<stdin>") if name == "-" \
+                else read_source(name)
+            formatted = format_source(text, "<stdin>" if name == "-" else name)
+        except CbdslError as exc:
+            print(exc.render(), file=sys.stderr)
+            status = EXIT_DIAGNOSTICS
+            continue
+        if name == "-" and not (check or diff):
+            sys.stdout.write(formatted)
+            continue
+        if formatted == text:
+            continue
+        if diff:
+            sys.stdout.writelines(difflib.unified_diff(
+                text.splitlines(keepends=True), formatted.splitlines(keepends=True),
+                f"{name} (as written)", f"{name} (formatted)"))
+        if check or diff:
+            if check:
+                print(f"would reformat {name}", file=sys.stderr)
+            status = EXIT_DIAGNOSTICS
+            continue
+        # write next to the file and rename over it: an interrupted write loses nothing
+        folder = os.path.dirname(os.path.abspath(name))
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=folder,
+                                         prefix=".cbdsl-fmt-", delete=False) as handle:
+            handle.write(formatted)
+        os.chmod(handle.name, os.stat(name).st_mode & 0o7777)
+        os.replace(handle.name, name)
+        print(f"reformatted {name}", file=sys.stderr)
+    return status

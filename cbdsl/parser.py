@@ -29,12 +29,16 @@ _SOFT_NAMES = {"cooldown", "weights", "best"}
 
 
 @functools.cache
-def lark_parser() -> lark.Lark:
-    """The one LALR parser, built on first use (the grammar ships in cbdsl.grammar)."""
+def lark_parser(keep_all_tokens: bool = False) -> lark.Lark:
+    """The LALR parser, built on first use (the grammar ships in cbdsl.grammar).
+
+    `keep_all_tokens` keeps keywords and punctuation in the tree, for the formatter.
+    """
     grammar = resources.files("cbdsl.grammar").joinpath("cbdsl.lark").read_text("utf-8")
     return lark.Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True,
                      strict=True, maybe_placeholders=True, start=["start", "expr"],
-                     cache=_cache_path(grammar + "start,expr"))
+                     keep_all_tokens=keep_all_tokens,
+                     cache=_cache_path(f"{grammar}start,expr,{keep_all_tokens}"))
 
 
 def _cache_path(grammar: str) -> str | bool:

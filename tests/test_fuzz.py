@@ -10,6 +10,7 @@ from importlib import resources
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from programs import programs as grammar_programs
 
 import cbdsl
 from cbdsl import vocab
@@ -393,6 +394,21 @@ def test_generated_programs_parse_and_check_with_check_errors_only(tokens, data)
 
 
 # ------------------------------------------------------------- pathological
+
+
+@settings(FAST, max_examples=100)
+@given(grammar_programs())
+def test_programs_drawn_from_the_grammar_check_with_check_errors_only(text):
+    # every production of the grammar, with the language's own names: the checker and the
+    # compiler take all of them without an error that is not a CbdslError
+    result = outcome(text)
+    if isinstance(result, CbdslError):
+        assert not isinstance(result, CbdslSyntaxError), result
+        return
+    try:
+        cbdsl.compile(result)
+    except CbdslError as exc:
+        assert_well_formed(exc, text)
 
 
 def _error(text: str) -> CbdslError:
