@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import operator
@@ -106,6 +107,7 @@ class CompiledRule:
     condition: Fn | None = None
     actions: list[Callable[[Context], str]] = field(default_factory=list)
     stops: bool = False
+    reads: tuple[str, ...] = ()  # log metrics the actions read whatever the values
 
     def passes_filters(self, ctx: Context, counters: dict[str, int | None]) -> bool:
         for kind, counter, count in self.filters:
@@ -135,18 +137,14 @@ class CompiledRule:
                     min_delta=spec.min_delta, baseline=spec.baseline, snapshot=snapshot)
             if self.condition is not None and not self.condition(ctx):
                 return
+            for name in self.reads:  # before any action: a rule runs whole or not at all
+                ctx.metric(name)
+            done = [action(ctx) for action in self.actions]
         except runtime.MissingMetric as missing:
-            handlers = cb.rules_by_event.get("metric_missing")
-            if not handlers:
-                runtime.warn_missing(cb.__class__.__name__, self.line, missing.name,
-                                     ctx.logs or {})
-                return
-            signal = Context(cb, ctx.logs, ctx.epoch, ctx.batch)
-            signal.missing = missing.name
-            for rule in handlers:
-                rule.run(signal, "metric_missing", counters)
+            # a read behind a condition inside an action (`x if has("m") else m`) can still
+            # miss once earlier actions have run: those stay done
+            self.metric_missing(ctx, missing.name, counters)
             return
-        done = [action(ctx) for action in self.actions]
         if not self.stops:  # a stall acted on starts a new count; a stop keeps it, as Keras
             for spec in self.trackers:
                 if spec.stalls is not None:
@@ -154,6 +152,18 @@ class CompiledRule:
         state.fired[self.label] = state.fired.get(self.label, 0) + 1
         cb.timeline.append(runtime.Firing(event, ctx.epoch, ctx.batch, self.label,
                                           self.reasons(ctx), tuple(d for d in done if d)))
+
+    def metric_missing(self, ctx: Context, name: str, counters: dict[str, int | None]) -> None:
+        """The callback's `on metric_missing` rules, or else Keras's warning."""
+        cb = ctx.cb
+        handlers = cb.rules_by_event.get("metric_missing")
+        if not handlers:
+            runtime.warn_missing(cb.__class__.__name__, self.line, name, ctx.logs or {})
+            return
+        signal = Context(cb, ctx.logs, ctx.epoch, ctx.batch)
+        signal.missing = name
+        for rule in handlers:
+            rule.run(signal, "metric_missing", counters)
 
     def reasons(self, ctx: Context) -> tuple[str, ...]:
         out = []
@@ -519,7 +529,31 @@ class DefinitionCompiler:
             return None  # only hooks the caller did not pass: no hook, no cost
         compiled.actions = [self.action(a, compiled, exprs, where) for a in actions]
         compiled.stops = any(isinstance(a, n.Stop) for a in actions)
+        compiled.reads = tuple(sorted(self.sure_reads(actions)))
         return compiled
+
+    def sure_reads(self, actions: Iterable[n.Action]) -> set[str]:
+        """The log metrics that running these actions reads, whatever the values are.
+
+        Names and template fields that are neither parameters, variables nor built-ins, outside
+        `for` bodies, the branches of `x if c else y` and the right side of `and`/`or`.
+        """
+        known = {*self.params, *self.variables, *vocab.BUILTIN_NAMES}
+        reads: set[str] = set()
+        for action in actions:
+            if isinstance(action, n.For):
+                continue
+            for spec in dataclasses.fields(action):
+                value = getattr(action, spec.name)
+                if not isinstance(value, n.Node) or isinstance(value, n.Ident):
+                    continue
+                for node in _unconditional(value):
+                    if isinstance(node, n.Name) and node.id not in known:
+                        reads.add(node.id)
+                    elif isinstance(node, n.String) and spec.name in ("template", "path"):
+                        reads.update(f for f in template_fields(node.value)
+                                     if "." not in f and f not in known)
+        return reads
 
     def _inert(self, action: n.Action) -> bool:
         return isinstance(action, n.CallPython) and self.params.get(action.func.name) is None
@@ -723,10 +757,7 @@ class DefinitionCompiler:
             wanted = names if names is not None else template_fields(text)
             fields = {}
             for name in wanted:
-                try:
-                    fields[name] = self.field(name, c, exprs)
-                except runtime.MissingMetric:
-                    continue
+                fields[name] = self.field(name, c, exprs)
             return runtime.render(text, fields, where)
         return fill
 
@@ -751,6 +782,29 @@ class DefinitionCompiler:
         if value is None and name in ("epoch", "batch"):
             raise runtime.MissingMetric(name)
         return value
+
+
+def _unconditional(expr: Any) -> Iterable[Any]:
+    """The nodes under `expr` that are evaluated whenever `expr` is."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, n.BoolOp):
+            stack.append(node.left)
+        elif isinstance(node, n.Conditional):
+            stack.append(node.cond)
+        elif not isinstance(node, n.Stalls | n.Improves):
+            stack.extend(_children(node))
+
+
+def _children(node: Any) -> Iterable[Any]:
+    for spec in dataclasses.fields(node):
+        value = getattr(node, spec.name)
+        for item in value if isinstance(value, tuple | list) else (value,):
+            for leaf in item if isinstance(item, tuple) else (item,):
+                if isinstance(leaf, n.Node) and not isinstance(leaf, n.Ident):
+                    yield leaf
 
 
 def _trackers(rule: n.Rule) -> list[n.Stalls | n.Improves]:

@@ -17,7 +17,6 @@ import cbdsl
 from cbdsl.diagnostics import (
     CbdslCheckError,
     CbdslCompileError,
-    CbdslRuntimeError,
     LearningRateNotSettableError,
     MetricDirectionError,
 )
@@ -232,12 +231,14 @@ def test_save_model_writes_a_templated_path(tmp_path):
     assert sorted(os.listdir(tmp_path / "ckpt")) == ["e02-0.4.weights.h5", "e04-0.2.weights.h5"]
 
 
-def test_template_field_missing_is_a_runtime_error_naming_the_fields():
+def test_a_template_field_naming_a_missing_metric_skips_the_rule_with_a_warning(capsys):
     (cb,) = cbdsl.compile('on epoch_end do print "{val_acc}"')
     cb.set_model(StubModel())
     cb.on_train_begin({})
-    with pytest.raises(CbdslRuntimeError, match="val_acc"):
+    with pytest.warns(UserWarning, match="metric `val_acc` which is not available. "
+                                         "Available metrics are: val_loss"):
         cb.on_epoch_end(0, {"val_loss": 1.0})
+    assert capsys.readouterr().out == ""
 
 
 def test_missing_metric_warns_with_available_metrics_and_skips_the_rule():

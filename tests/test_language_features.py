@@ -143,6 +143,40 @@ def test_metric_missing_replaces_the_default_warning():
     assert [str(w.message) for w in caught] == ["no val_loss; have loss,acc"]
 
 
+def test_an_action_reading_a_missing_metric_skips_the_whole_rule_with_the_warning(capsys):
+    (cb,) = cbdsl.compile('on epoch_end do lr *= 0.5, print "val_loss {val_loss:.2f}", '
+                          'log halved = lr / 2')
+    model = StubModel(0.1)
+    with pytest.warns(UserWarning, match="metric `val_loss` which is not available. "
+                                         "Available metrics are: loss"):
+        logs = run_epochs(cb, [{"loss": 1.0}], model=model)
+    # nothing of the rule ran: not the learning rate change before the print, nor the log
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.1)
+    assert "halved" not in logs[0] and capsys.readouterr().out == ""
+    logs = run_epochs(cb, [{"loss": 1.0, "val_loss": 0.5}], model=model)
+    assert capsys.readouterr().out == "val_loss 0.50\n"
+
+
+def test_a_missing_metric_in_an_action_goes_to_metric_missing_rules():
+    (cb,) = cbdsl.compile("""callback c(path = "x") {
+        on epoch_end do append json({"loss": loss}) to path
+        on metric_missing do log skipped = 1
+    }""", path="unused.jsonl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logs = run_epochs(cb, [{"acc": 1.0}])
+    assert logs[0]["skipped"] == 1
+
+
+def test_a_read_guarded_inside_an_action_does_not_skip_the_rule(capsys):
+    (cb,) = cbdsl.compile('on epoch_end do print "epoch {epoch}", '
+                          'log v = val_loss if has("val_loss") else -1')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logs = run_epochs(cb, [{"loss": 1.0}])
+    assert logs[0]["v"] == -1 and capsys.readouterr().out == "epoch 1\n"
+
+
 def test_missing_is_only_readable_in_metric_missing():
     with pytest.raises(CbdslCheckError) as exc:
         cbdsl.check('on epoch_end do print "{missing}"\non epoch_end when missing == 1 do stop')
