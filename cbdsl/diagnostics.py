@@ -47,6 +47,7 @@ CODES: dict[str, str] = {
     "E404": "Python hook failed",
     "E501": "training log unreadable",
     "E502": "policy failed during a replay",
+    "E601": "rule cannot be written as plain Keras code (cbdsl explain --python)",
     "W201": "name is read as a metric",
     "W202": "callbacks defined but none used",
     "W203": "state variable never read",

@@ -109,9 +109,9 @@ class _Words:
         if isinstance(e, n.Stalls):
             count = self.text(e.count)
             return (f"{self.subject(e.subject)} has not improved for {count} "
-                    f"check{'' if count == '1' else 's'}{self.options(e.options)}")
+                    f"check{'' if count == '1' else 's'}{self.options(e.options, 'stalls')}")
         if isinstance(e, n.Improves):
-            return f"{self.subject(e.subject)} improves{self.options(e.options)}"
+            return f"{self.subject(e.subject)} improves{self.options(e.options, 'improves')}"
         if isinstance(e, n.IsNan):
             return f"{self.subject(e.subject)} is {'not ' if e.negated else ''}NaN"
         if isinstance(e, n.IsFinite):
@@ -125,15 +125,17 @@ class _Words:
             return f"the metric named by {self.text(e.args[0])}"
         return self.text(e)
 
-    def options(self, options) -> str:
+    def options(self, options, kind: str) -> str:
         given = {o.name.name: self.text(o.value) for o in options}
         out = []
         if "min_delta" in given:
             out.append(f"by more than {given['min_delta']}")
         if given.get("mode", "").strip("\"'") in ("min", "max"):
             out.append("going down" if "min" in given["mode"] else "going up")
-        if "baseline" in given:
+        if "baseline" in given and kind == "stalls":
             out.append(f"(patience resets only once it also beats {given['baseline']})")
+        elif "baseline" in given:  # `improves`: the baseline is the first best to beat
+            out.append(f"(the first best to beat is {given['baseline']})")
         return (" " + " ".join(out)) if out else ""
 
     def actions(self, actions) -> str:

@@ -58,3 +58,12 @@ def test_cli_explains_a_file_and_refuses_one_that_does_not_check(tmp_path, capsy
         capsys.readouterr().out
     assert main(["explain", str(bad)]) == 1
     assert "E201" in capsys.readouterr().err
+
+
+def test_baseline_means_the_first_best_for_improves_and_a_bar_for_stalls():
+    (_, improves, stalls) = sentences(
+        "on epoch_end when val_loss improves with baseline = 0.5 do print \"better\"\n"
+        "on epoch_end when val_loss stalls 3 with baseline = 0.5 do stop")
+    assert "improves (the first best to beat is 0.5)" in improves
+    assert "patience" not in improves
+    assert "(patience resets only once it also beats 0.5)" in stalls
