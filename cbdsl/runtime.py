@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import string
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -289,8 +290,37 @@ def save(model: Any, kind: str, path: str, where: str) -> None:
         model.save(path, overwrite=True)
 
 
+def is_writer() -> bool:
+    """Whether this process writes files: the first process of a multi-process job.
+
+    Under one process (a single device, `MirroredStrategy`, JAX `DataParallel` on one host) the
+    callbacks run once per event whatever the replicas, so the one process writes. In a
+    multi-process job (JAX on several hosts, `MultiWorkerMirroredStrategy`, torch.distributed)
+    every process runs the callbacks and only the first writes.
+    """
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.process_count() > 1:
+        return jax.process_index() == 0
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and tf.distribute.has_strategy():
+        resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+        if resolver is not None and resolver.task_type not in (None, "chief"):
+            has_chief = "chief" in resolver.cluster_spec().as_dict()
+            return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() \
+            and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return True
+
+
 def write_text(path: str, text: str, *, append: bool, where: str) -> None:
-    """`write` replaces a file's text; `append` adds the text and a newline. Folders are made."""
+    """`write` replaces a file's text; `append` adds the text and a newline. Folders are made.
+
+    Only the writing process of a multi-process job writes (see `is_writer`).
+    """
+    if not is_writer():
+        return
     if os.path.isdir(path):
         raise CbdslRuntimeError(Diagnostic(
             "E403", f"{where}: please specify a non-directory filepath; '{path}' is a directory"))
