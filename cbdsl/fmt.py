@@ -197,6 +197,8 @@ class _Part:
 
 
 class _Formatter:
+    """Plans each statement's parts, gives every comment to a part, then prints the lines."""
+
     def __init__(self, text: str, tree: Tree) -> None:
         self.text = text
         self.tree = tree
