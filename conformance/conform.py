@@ -225,6 +225,9 @@ def plan_columns(options: SuiteOptions) -> list[tuple[Column, list[str], dict[st
             if options.quick and backend != quick_fit:
                 sections.remove("fit")
                 not_run["fit"] = f"--quick runs the real fits on one backend ({quick_fit})"
+            if options.examples == 0 and "differential" in sections:
+                sections.remove("differential")
+                not_run["differential"] = "--examples 0"
             planned.append((Column(backend, device), sections, not_run))
     # the longest first, so that the last process to start is a short one
     return sorted(planned, key=lambda p: (p[0].device != "cpu", "fit" not in p[1]))
@@ -633,7 +636,9 @@ def render_impl(data: dict[str, Any], console: Any) -> None:
     for r in data["results"]:
         table.add_row(r["name"], Text(r["status"].upper() if r["status"] in ("fail", "xpass")
                                       else r["status"], style=STYLE[r["status"]]),
-                      r.get("reason") or r["description"])
+                      r.get("reason") or r["description"] + (
+                          f" (expected to fail: {r['xfail_reason']})"
+                          if r.get("xfail_reason") else ""))
     console.print(table)
     for r in data["results"]:
         if r["status"] in ("fail", "xfail"):
@@ -669,6 +674,8 @@ def main(args: Any) -> int:
             raise UsageError(f"--json {args.json}: no such folder")
         if args.examples is not None and args.examples < 0:
             raise UsageError("--examples must be 0 or more")
+        if args.jobs < 1:
+            raise UsageError("--jobs must be 1 or more")
         examples = args.examples if args.examples is not None else (
             QUICK_EXAMPLES if args.quick else EXAMPLES)
         seed = args.seed if args.seed is not None else random.randrange(2**31)

@@ -42,8 +42,8 @@ def train(make_callbacks: Callable[[list], list], *, lr: float = 0.05,
     Returns:
         What the run did, as plain JSON-ready data: `lr` per epoch, `epochs_run`,
         `batches_run`, `history` and `history_epoch` (what `fit` returned), `printed`,
-        `calls` (the Python hooks' calls), `error` (a `RuntimeError`'s message) and
-        `weights` (a SHA-256 of the final weights).
+        `calls` (the Python hooks' calls), `error` (a `RuntimeError`'s message),
+        `weights` (a SHA-256 of the final weights) and `device` (where they live).
     """
     import keras
 
@@ -81,7 +81,20 @@ def train(make_callbacks: Callable[[list], list], *, lr: float = 0.05,
         "calls": _plain(calls),
         "error": error,
         "weights": hashlib.sha256(weights).hexdigest(),
+        "device": device_of(model),
     }
+
+
+def device_of(model: Any) -> str:
+    """Where the model's first weight lives, as the backend names it (`cpu`, `cuda:0`,
+    `/job:localhost/replica:0/task:0/device:GPU:0`)."""
+    value = model.weights[0].value
+    device = getattr(value, "device", None)
+    if callable(device):
+        device = device()
+    if device is None and hasattr(value, "devices"):
+        device = next(iter(value.devices()))
+    return str(device)
 
 
 def _plain(value: Any) -> Any:

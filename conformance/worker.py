@@ -195,8 +195,10 @@ def run_differential(spec: str, examples: int, seed: int | None,
     return section
 
 
-def run_fits(specs: list[str], protocol: Protocol) -> dict[str, dict[str, Any]]:
-    """Every real-fit pair of the given specs: the rule file's run against Keras's."""
+def run_fits(specs: list[str], protocol: Protocol, device: str = "cpu"
+             ) -> dict[str, dict[str, Any]]:
+    """Every real-fit pair of the given specs: the rule file's run against Keras's (on a
+    GPU, a run whose weights are not on the GPU fails)."""
     from cbdsl.conformance import fit
 
     fit.deterministic()
@@ -209,7 +211,12 @@ def run_fits(specs: list[str], protocol: Protocol) -> dict[str, dict[str, Any]]:
             continue
         section = sections.setdefault(spec, _section())
         try:
-            found = fit.compare(fit.run_pair(name))
+            pair = fit.run_pair(name)
+            found = fit.compare(pair)
+            ran_on = pair["keras"]["device"]
+            if found is None and device == "gpu" and not any(
+                    word in ran_on.lower() for word in ("gpu", "cuda", "mps", "rocm")):
+                found = f"the fit ran on {ran_on}, not on the GPU"
         except Exception as error:
             found = _crash(error)
         if found is None:
@@ -304,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             rows[spec]["differential"] = timed("differential", lambda spec=spec: (
                 run_differential(spec, args.examples, args.seed, protocol)))
     if "fit" in sections:
-        for spec, section in timed("fit", lambda: run_fits(specs, protocol)).items():
+        fits = timed("fit", lambda: run_fits(specs, protocol, args.device))
+        for spec, section in fits.items():
             rows[spec]["fit"] = section
     coverage = None
     if args.coverage:
