@@ -1091,6 +1091,12 @@ class _ClassWriter:
             node = stack.pop()
             if isinstance(node, n.BoolOp) and node.op == "and":
                 stack += [node.right, node.left]
+            elif isinstance(node, n.Compare) and len(node.rest) > 1 and \
+                    self.metric_reads(node, scope)[1]:
+                # `a < b < val_loss` reads val_loss only once `a < b` holds: one link a part
+                operands = [node.first, *(x for _, x in node.rest)]
+                stack += [n.Compare(operands[i], ((op, operands[i + 1]),), node.span)
+                          for i, (op, _) in reversed(list(enumerate(node.rest)))]
             else:
                 parts.append(node)
         groups: list[tuple[list[tuple[str, str]], list[n.Expr]]] = []

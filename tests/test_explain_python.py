@@ -6,8 +6,9 @@ the recorded conformance cases, hypothesis-generated traces of each built-in, an
 random traces of the examples. The two outcomes (`Outcome.to_json()`) must be equal, with
 two differences that are not behaviour: an error the compiled rule raises as a cbdsl class
 (`RuleFailure`, `MetricDirectionError`) is raised by the written code as its Keras base
-(`RuntimeError`, `ValueError`), and a class that never stops training keeps no
-`stopped_epoch` (always 0 in the compiled callback).
+(`RuntimeError`, `ValueError`), and state the written class has no use for is not kept: no
+`stopped_epoch` where nothing stops, no `wait` for an `improves` (both always 0 in the
+compiled callback).
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def assert_same(python: dict, rules: dict, *, context: object = "") -> None:
     if p_err is not None:
         assert p_err["type"] in r_err["bases"], (context, p_err, r_err)
         assert (p_err["message"], p_err["at"]) == (r_err["message"], r_err["at"]), context
-    if "stopped_epoch" not in python["final"]:  # a class that never stops keeps none
-        assert rules["final"].pop("stopped_epoch", 0) == 0
+    for name in ("stopped_epoch", "wait"):  # state the written class has no use for
+        if name not in python["final"]:
+            assert rules["final"].pop(name, 0) == 0, (context, name)
     if not equal(python, rules):
         found = first_divergence(rules, python) or \
             f"final: {python['final']} != {rules['final']}"
@@ -349,6 +351,27 @@ FEATURES = {
         on metric_missing from epoch 2
           do warn "no {missing} at epoch {epoch}; have: {available}", log missing_seen = 1
     """,
+    "modes": """
+        callback A(monitor = "val_acc", mode = "auto") {
+          on epoch_end when metric(monitor) stalls 1 with mode = mode do log hit = epoch
+        }
+        use A()
+        use A(monitor = "val_loss")
+        use A(monitor = "val_score")
+    """,
+    "improves_and_extends": """
+        callback C(b = none, keep = true) {
+          on epoch_end when val_loss improves with (mode = "min", baseline = b, weights = keep)
+                                                  as i
+            do print "improved {i.best} at {i.best_epoch}"
+          on train_end when keep do restore best weights of i
+        }
+        callback D extends C(b = 1.0) {
+          on epoch_end when 0.5 < loss <= 2 != val_loss do log mid = 1
+        }
+        use C()
+        use D(keep = false)
+    """,
     "uses": """
         param patience = 2
         on epoch_end every 3 do lr *= 0.9
@@ -371,11 +394,12 @@ def test_language_feature_on_random_traces(name):
         trace = random_trace(rng, ("loss", "val_loss", "val_acc"), batches=True)
         python = factory()
         compiled = cbdsl.compile(source)
+        model = {"metrics": [{"name": "acc", "direction": "up"}]}
         python = python if isinstance(python, list) else [python]
         assert [type(p).__name__ for p in python] == [type(c).__name__ for c in compiled]
         for py_cb, rule_cb in zip(python, compiled, strict=True):
-            assert_same(run(lambda py_cb=py_cb: py_cb, {}, trace),
-                        run(lambda rule_cb=rule_cb: rule_cb, {}, trace),
+            assert_same(run(lambda py_cb=py_cb: py_cb, {}, trace, model=model),
+                        run(lambda rule_cb=rule_cb: rule_cb, {}, trace, model=model),
                         context=f"{name}: {trace}\n{text}")
 
 
