@@ -710,6 +710,9 @@ def _impl_command(args: Any, examples: int, seed: int, console: Any) -> dict[str
     if not args.spec or len(args.spec) != 1:
         raise UsageError("--impl needs one --spec to run (e.g. --spec early_stopping)")
     (spec,) = args.spec
+    if args.device != "all":
+        raise UsageError("--device goes with the whole suite; --impl runs in this process, "
+                         "on the device its backend picks")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if args.backend:
         if len(args.backend) != 1 or args.backend[0] not in BACKENDS:

@@ -282,7 +282,10 @@ def test_read_xfail(tmp_path):
     (["--impl", "keras.callbacks:EarlyStopping", "--spec", "early_stopping", "--xfail",
       "/no/such.xfail"], "cannot read xfail file /no/such.xfail"),
     (["--impl", "missing.cbd", "--spec", "early_stopping"], "no such rule file: missing.cbd"),
+    (["--impl", "keras.callbacks:EarlyStopping", "--spec", "early_stopping", "--device",
+      "gpu"], "--device goes with the whole suite"),
     (["--backend", "theano"], "unknown backend 'theano'"),
+    (["--jobs", "0"], "--jobs must be 1 or more"),
     (["--xfail", "x.xfail"], "--xfail goes with --impl"),
     (["--json", "/no/such/folder/report.json"], "no such folder"),
 ])
