@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keyword
+import os
 import re
 import string
 import textwrap
@@ -519,6 +520,15 @@ class _Module:
             if definition.node is not None:
                 for part in definition.node.body:
                     found.setdefault(id(part), (definition.path, definition.source))
+        # rules of imported files: the checker parsed them itself; find each by its place
+        imported = {}
+        for path, source, rule in _imported_rules(program):
+            imported[(rule.span.start, rule.span.end, rule)] = (path, source)
+        for rule in self.checked.main.rules:
+            if id(rule) not in found:
+                key = (rule.span.start, rule.span.end, rule)
+                if key in imported:
+                    found[id(rule)] = imported[key]
         return found
 
     def definitions(self) -> list[tuple[Definition, str]]:
@@ -772,7 +782,9 @@ class _ClassWriter:
         hooks = self.hooks()  # written first: they tell which state the class keeps
         init = self.init_method()
         doc = (self.d.doc or f"The rules of {self.d.name}.").strip()
-        origin = _shown_path(self.d.path)
+        program = self.module.checked.program.path
+        origin = _shown_path(self.d.path) if self.d.path == program else \
+            os.path.basename(self.d.path)
         lines = [f"class {self.class_name}(keras.callbacks.Callback):"]
         lines += _docstring([*doc.splitlines(), "", f"Written out from {origin}."], 4)
         return "\n\n".join(["\n".join(lines), init, *hooks])
@@ -1135,7 +1147,7 @@ class _ClassWriter:
         path, source = self.module.sources.get(id(rule), (self.d.path, self.d.source))
         text = _source_text(rule, source)
         where = f"line {rule.span.line}" if path == self.d.path else \
-            f"{path}, line {rule.span.line}"
+            f"{os.path.basename(path)}, line {rule.span.line}"
         return f"{where}: {text}"
 
     def filter_code(self, f: n.Filter, rule: n.Rule, event: vocab.Event, scope: _Scope) -> Code:
@@ -1589,7 +1601,10 @@ class _ClassWriter:
                 text = Code(f"str({text.text})")
             mode = "a" if action.mode == "append" else "w"
             written = f"{text.at(ADD + 1)} + \"\\n\"" if action.mode == "append" else text.text
-            return [*_fills(path), StrCall("filepath = ", path, ""),
+            return [*_fills(path),
+                    Comment("In a multi-process job, the compiled rule writes from the first "
+                            "process only."),
+                    StrCall("filepath = ", path, ""),
                     Line('os.makedirs(os.path.dirname(filepath) or ".", exist_ok=True)'),
                     Block(f'with open(filepath, "{mode}", encoding="utf-8", newline="") as f:',
                           [Line(f"f.write({written})")])]
@@ -2127,8 +2142,31 @@ def _wrap_def(line: str, indent: int) -> str:
     return "\n".join(lines)
 
 
+def _imported_rules(program: n.Program, seen: set[str] | None = None):
+    """(path, source, rule) for each rule of the files `program` imports, recursively."""
+    from cbdsl.diagnostics import CbdslError
+    from cbdsl.parser import parse, read_source
+
+    seen = set() if seen is None else seen
+    base = os.path.dirname(os.path.abspath(program.path)) if program.path != "<string>" \
+        else os.getcwd()
+    for item in program.items:
+        if not isinstance(item, n.Import):
+            continue
+        target = os.path.abspath(os.path.join(base, item.path.value))
+        if target in seen:
+            continue
+        seen.add(target)
+        try:
+            imported = parse(read_source(target), target)
+        except (CbdslError, OSError):
+            continue
+        for part in imported.items:
+            if isinstance(part, n.Rule):
+                yield target, imported.source, part
+        yield from _imported_rules(imported, seen)
+
+
 def _shown_path(path: str) -> str:
     """A rule file's path as given, or its name alone when that is long (a library's)."""
-    import os
-
     return path if len(path) <= 60 else os.path.basename(path)

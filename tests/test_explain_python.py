@@ -494,3 +494,16 @@ def test_cli_reports_what_cannot_be_written(tmp_path, capsys):
     assert main(["explain", str(policy), "--python"]) == 1
     err = capsys.readouterr().err
     assert "E601" in err and "priority given by a parameter" in err and ":2:" in err
+
+
+def test_imported_and_library_rules_carry_their_own_source_lines(tmp_path):
+    (tmp_path / "base.cbd").write_text("# shared\non epoch_end when loss is nan do stop\n")
+    main_file = tmp_path / "main.cbd"
+    main_file.write_text('import "base.cbd"\nuse keras.terminate_on_nan()\n'
+                         'on epoch_begin once at epoch 0 do print "go"\n')
+    namespace, text = written(main_file)
+    assert "# base.cbd, line 2: on epoch_end when loss is nan do stop" in text
+    assert "# line 3: on epoch_begin once at epoch 0 do print \"go\"" in text
+    assert "Written out from terminate_on_nan.cbd." in text
+    made = namespace["make_callbacks"]()
+    assert [type(cb).__name__ for cb in made] == ["Main", "TerminateOnNaN"]
