@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         "explain", help="say in plain English what each rule does and when",
         description="For each rule of a file, one sentence saying what it does and when.")
     explain.add_argument("file", metavar="FILE", help="a rule file (.cbd)")
+    explain.add_argument("--python", action="store_true",
+                         help="print the equivalent hand-written Keras callback code instead")
     replay = commands.add_parser(
         "replay", help="dry-run a policy over a recorded training log",
         description="Drive a policy's compiled callbacks over a recorded log (a CSVLogger "
@@ -78,6 +80,32 @@ def _parser() -> argparse.ArgumentParser:
                      help="change nothing; list the files that would change (for CI)")
     fmt.add_argument("--diff", action="store_true",
                      help="change nothing; print what would change as a unified diff")
+    conform = commands.add_parser(
+        "conform", help="run the conformance suite, or one spec against your own callback",
+        description="Run the conformance suite: the language's parse, check and compile "
+                    "cases, each built-in rule file's recorded cases, generated traces and "
+                    "real model.fit runs against the Keras class, per backend (each in its "
+                    "own process) and device. With --impl, run one spec's cases against any "
+                    "callback class or factory. Exit status: 0 pass, 1 a failure, 2 on usage "
+                    "errors.")
+    conform.add_argument("--impl", metavar="MODULE:NAME",
+                         help="a callback class or factory to test (or a rule file FILE.cbd)")
+    conform.add_argument("--spec", action="append", metavar="SPEC",
+                         help="the spec to run (repeatable; one with --impl)")
+    conform.add_argument("--xfail", metavar="FILE",
+                         help="with --impl: the cases expected to fail, one name a line")
+    conform.add_argument("--backend", action="append", metavar="NAME",
+                         help="tensorflow, jax or torch (repeatable; default: all three)")
+    conform.add_argument("--device", choices=("cpu", "gpu", "all"), default="all",
+                         help="the devices to run on (all)")
+    conform.add_argument("--quick", action="store_true",
+                         help="25 generated traces per rule file, real fits on one backend")
+    conform.add_argument("--examples", type=int, metavar="N",
+                         help="generated traces per rule file (1000; 25 with --quick)")
+    conform.add_argument("--seed", type=int, help="seed of the generated traces")
+    conform.add_argument("--jobs", type=int, default=2, metavar="N",
+                         help="backend processes run at once (2)")
+    conform.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     return parser
 
 
@@ -99,13 +127,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return run_demo(args.policy, args.epochs, args.seed, args.show_policy)
     if args.command == "explain":
-        return run_explain(args.file)
+        return run_explain(args.file, args.python)
     if args.command == "list":
         return run_list(args.format, args.dir)
     if args.command == "replay":
         return run_replay(args.file, args.log, args.lr, args.set, args.plot, args.metric)
     if args.command == "fmt":
         return run_fmt(args.paths, args.check, args.diff)
+    if args.command == "conform":
+        return run_conform(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -258,16 +288,21 @@ def timeline_table(firings, title: str = "Timeline: which rule fired, when, and 
     return table
 
 
-def run_explain(path: str) -> int:
+def run_explain(path: str, python: bool = False) -> int:
     """`cbdsl explain`: the file's rules, one plain-English sentence each (the file must
-    check, so that the sentences describe a policy that runs)."""
+    check, so that the sentences describe a policy that runs); with `python`, the same
+    policy as plain Keras callback classes (1 when a rule cannot be written so, E601)."""
     import cbdsl
     from cbdsl.diagnostics import CbdslError
     from cbdsl.explain import explain
+    from cbdsl.pythonize import pythonize
 
     try:
         program = cbdsl.parse(path)
-        cbdsl.check(program)
+        checked = cbdsl.check(program)
+        if python:
+            sys.stdout.write(pythonize(checked))
+            return EXIT_CLEAN
     except CbdslError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_DIAGNOSTICS
@@ -441,3 +476,13 @@ def run_fmt(paths: Sequence[str], check: bool = False, diff: bool = False) -> in
         os.replace(handle.name, name)
         print(f"reformatted {name}", file=sys.stderr)
     return status
+
+
+# ----------------------------------------------------------------- conform
+
+
+def run_conform(args: argparse.Namespace) -> int:
+    """`cbdsl conform`: the conformance suite (see `cbdsl.conformance.conform`)."""
+    from cbdsl.conformance.conform import main as conform
+
+    return conform(args)
