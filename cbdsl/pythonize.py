@@ -450,9 +450,52 @@ def call_schedule(schedule, *args, name="schedule"):
         raise ValueError(f"The output of the `{name}` function should be a float. Got: {rate}")
     return rate
 ''',
+    "file_empty": '''
+def file_empty(path):
+    """Whether no file is at `path` or the file there holds no text (its first line is
+    empty), as Keras's CSVLogger reads a file it is to append to."""
+    if not os.path.exists(path):
+        return True
+    with open(path) as f:
+        return not f.readline()
+''',
+    "write_row": '''
+def csv_field(value, separator):
+    """A value as Keras's CSVLogger has the csv module write it: text as it is, an iterable
+    (but not a 0-d array) as a list in quotes, None as nothing; quoted when it holds the
+    separator, a quote or a line end, its quotes doubled (the Excel dialect)."""
+    if isinstance(value, str):
+        text = value
+    elif hasattr(value, "__iter__") and not (isinstance(value, np.ndarray) and value.ndim == 0):
+        text = '"[' + ", ".join(map(str, value)) + ']"'
+    elif value is None:
+        text = ""
+    else:
+        text = repr(value) if isinstance(value, float) else str(value)
+    if any(c in text for c in (separator, '"', "\\r", "\\n")):
+        text = '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_row(path, row, separator=",", header=False, append=True):
+    """A table's values as one CSV line (Excel dialect, "\\r\\n" line ends) at the end of
+    the file, after a line of its keys when `header`; `append=False` empties the file
+    first, and a row of None only opens it. Folders are not made."""
+    with open(path, "a" if append else "w") as f:
+        if row is None:
+            return
+        lines = [list(row)] if header else []
+        lines.append(list(row.values()))
+        for line in lines:
+            fields = [csv_field(value, separator) for value in line]
+            if fields == [""]:
+                fields = ['""']
+            f.write(separator.join(fields) + "\\r\\n")
+''',
 }
 HELPER_NEEDS = {"call_schedule": ("piecewise",)}
-HELPER_IMPORTS = {"is_improvement": {"keras"}, "call_schedule": {"numpy"}, "piecewise": set()}
+HELPER_IMPORTS = {"is_improvement": {"keras"}, "call_schedule": {"numpy"}, "piecewise": set(),
+                  "file_empty": {"os"}, "write_row": {"numpy"}}
 
 # Hook methods in the order `fit`, `evaluate` and `predict` call them.
 HOOK_ORDER = ("train_begin", "epoch_begin", "train_batch_begin", "train_batch_end", "epoch_end",
@@ -467,7 +510,7 @@ CALLBACK_ATTRS = frozenset({
 RESERVED_LOCALS = frozenset({
     "self", "epoch", "batch", "logs", "lr", "missing", "filepath", "f", "in_cooldown",
     "math", "json", "os", "warnings", "keras", "np", "is_improvement", "piecewise",
-    "call_schedule", "abs", "min", "max", "round", "float", "int", "bool", "list", "dict",
+    "call_schedule", "file_empty", "write_row", "csv_field", "abs", "min", "max", "round", "float", "int", "bool", "list", "dict",
     "str", "print", "len", "isinstance", "enumerate", "format", "type", "super", "None",
     "True", "False",
 })
@@ -1608,6 +1651,12 @@ class _ClassWriter:
                     Line('os.makedirs(os.path.dirname(filepath) or ".", exist_ok=True)'),
                     Block(f'with open(filepath, "{mode}", encoding="utf-8", newline="") as f:',
                           [Line(f"f.write({written})")])]
+        if isinstance(action, n.WriteRow):
+            self.module.helpers.add("write_row")
+            path, row = self.expr(action.file, scope), self.expr(action.row, scope)
+            options = "".join(f", {o.name.name}={self.expr(o.value, scope).text}"
+                              for o in action.options)
+            return [Line(f"write_row({path.text}, {row.text}{options})")]
         if isinstance(action, n.For):
             return self.loop(action, scope, rule, guarded_calls)
         raise self.error(f"the action '{type(action).__name__}'", action)
@@ -1681,7 +1730,7 @@ class _ClassWriter:
     def iterable_kind(self, expr: n.Expr) -> str | None:
         if isinstance(expr, n.Table):
             return "dict"
-        if isinstance(expr, n.Call) and expr.func.name == "keys":
+        if isinstance(expr, n.Call) and expr.func.name in ("keys", "sorted"):
             return "list"
         if isinstance(expr, n.Name):
             if expr.id in self.params:
@@ -1997,7 +2046,18 @@ class _ClassWriter:
             known = (isinstance(arg, n.Name) and arg.id == "logs") or (
                 self.iterable_kind(arg) == "dict" and not self.may_be_none(arg))
             return Code(f"list({texts[0]})" if known else f"list({args[0].at(OR + 1)} or ())")
-        return Code(f"{name}({', '.join(texts)})")  # min max abs round float int
+        if name == "startswith":
+            return Code(f"{args[0].at(ATOM)}.startswith({texts[1]})")
+        if name == "file_empty":
+            self.module.helpers.add("file_empty")
+            return Code(f"file_empty({texts[0]})")
+        if name == "sorted":
+            arg = e.args[0]
+            return Code(f"sorted({texts[0]})" if not self.may_be_none(arg)
+                        else f"sorted({args[0].at(OR + 1)} or ())")
+        if name in ("min", "max", "abs", "round", "float", "int"):  # Python's own
+            return Code(f"{name}({', '.join(texts)})")
+        raise self.error(f"the function '{name}'", e)
 
 
 # ------------------------------------------------------------------ pieces

@@ -130,8 +130,10 @@ def test_every_shipped_rule_file_is_written_out_as_valid_python(path):
                     reason="ruff is not installed")
 def test_written_code_is_ruff_clean(tmp_path):
     for path in SHIPPED:
-        if path.name not in NOT_EXPRESSIBLE:
+        try:
             (tmp_path / f"{path.stem}_written.py").write_text(written(path)[1])
+        except NotExpressibleError:  # reported by test_every_shipped_rule_file_...
+            continue
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
                            str(ROOT / "pyproject.toml"), str(tmp_path)],
                           capture_output=True, text=True)
