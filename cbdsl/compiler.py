@@ -865,16 +865,25 @@ def compiled_base() -> type:
                 history=self.state.history if "state" in self.__dict__ else {})
 
         def step_index(self, batch: int | None) -> int | None:
-            return None if batch is None else self.state.step - 1
+            """The 0-based index across epochs of the train batch `batch` (of this event)."""
+            if batch is None:
+                return None
+            if self.event == "train_batch_begin":  # not counted yet: the batch about to run
+                return self.steps_after(batch) - 1
+            return self.state.step - 1
 
-        def count_step(self, batch: int) -> None:
+        def steps_after(self, batch: int) -> int:
             # batches counted across epochs, as ModelCheckpoint does (steps_per_execution too)
             last = self.state.last_batch
-            self.state.step += batch + 1 if last is None or batch <= last else batch - last
+            return self.state.step + (batch + 1 if last is None or batch <= last
+                                      else batch - last)
+
+        def count_step(self, batch: int) -> None:
+            self.state.step = self.steps_after(batch)
             self.state.last_batch = batch
 
         def _run(self, event: str, phase: str, logs, epoch=None, batch=None) -> None:
-            self.phase = phase
+            self.phase, self.event = phase, event
             # As Keras sets its monitor op first thing in the hook, before reading any log,
             # `mode="auto"` resolves (or fails) at the first event of a tracker's rules.
             for spec in self.trackers_by_event.get(event, ()):

@@ -282,3 +282,25 @@ def test_schedule_text_is_parsed_and_checked_never_evaluated():
     with pytest.raises(CbdslCompileError, match="a schedule cannot read 'epcoh'") as exc:
         cbdsl.compile(SCHEDULED, schedule="0.1 * epcoh")
     assert "did you mean 'epoch'" in str(exc.value)
+
+
+def test_step_is_the_index_across_epochs_of_the_batch_at_its_begin_and_its_end():
+    (cb,) = cbdsl.compile("""callback counting {
+        var began = {}
+        var ended = {}
+        on train_batch_begin do set began[step] = batch
+        on train_batch_end do set ended[step] = batch
+        on train_batch_begin every 2 steps do log even = step
+    }""")
+    cb.set_model(StubModel())
+    cb.on_train_begin({})
+    seen = []
+    for epoch in range(2):
+        cb.on_epoch_begin(epoch, {})
+        for batch in range(3):
+            logs = {}
+            cb.on_train_batch_begin(batch, logs)
+            seen.append(logs.get("even"))
+            cb.on_train_batch_end(batch, {"loss": 1.0})
+    assert cb.began == cb.ended == {0: 0, 1: 1, 2: 2, 3: 0, 4: 1, 5: 2}
+    assert seen == [None, 1, None, 3, None, 5]
