@@ -869,7 +869,7 @@ def compiled_base() -> type:
             if batch is None:
                 return None
             if self.event == "train_batch_begin":  # not counted yet: the batch about to run
-                return self.steps_after(batch) - 1
+                return self.state.step
             return self.state.step - 1
 
         def steps_after(self, batch: int) -> int:

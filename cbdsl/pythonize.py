@@ -510,7 +510,8 @@ CALLBACK_ATTRS = frozenset({
 RESERVED_LOCALS = frozenset({
     "self", "epoch", "batch", "logs", "lr", "missing", "filepath", "f", "in_cooldown",
     "math", "json", "os", "warnings", "keras", "np", "is_improvement", "piecewise",
-    "call_schedule", "file_empty", "write_row", "csv_field", "abs", "min", "max", "round", "float", "int", "bool", "list", "dict",
+    "call_schedule", "file_empty", "write_row", "csv_field", "abs", "min", "max", "round",
+    "float", "int", "bool", "list", "dict",
     "str", "print", "len", "isinstance", "enumerate", "format", "type", "super", "None",
     "True", "False",
 })
@@ -1041,8 +1042,8 @@ class _ClassWriter:
             epoch = "self._current_epoch"
         if event.level == "batch":
             batch = "batch"
-            if event.phase == "train":
-                step = "self._steps - 1"
+            if event.phase == "train":  # counted at batch end: at its begin, the batch to run
+                step = "self._steps" if event.name == "train_batch_begin" else "self._steps - 1"
         if event.level == "signal":
             epoch = "epoch" if "epoch" in self.handler_args else None
             batch = "batch" if "batch" in self.handler_args else None
@@ -1208,7 +1209,7 @@ class _ClassWriter:
         if scope.handler:
             guard = f"{index} is not None and "
         if isinstance(f, n.Every):
-            if counter == "step":
+            if index == "self._steps - 1":
                 text = f"self._steps % {count.at(MUL + 1)} == 0"
             else:
                 text = f"({index} + 1) % {count.at(MUL + 1)} == 0"

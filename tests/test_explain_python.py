@@ -116,7 +116,7 @@ def test_every_shipped_rule_file_is_written_out_as_valid_python(path):
                 if isinstance(node, ast.Import | ast.ImportFrom)
                 for alias in (node.names if isinstance(node, ast.Import) else
                               [ast.alias(node.module or "")])}
-    assert imported <= {"json", "math", "os", "warnings", "keras", "numpy"}, imported
+    assert imported <= {"json", "math", "os", "warnings", "keras", "numpy", "requests"}, imported
     checked = cbdsl.check(path)
     rules = [r for d in [*checked.definitions.values(), checked.main]
              if d.path == checked.program.path for r in d.rules]
@@ -314,6 +314,7 @@ FEATURES = {
         on epoch_begin before epoch 1 do lr *= 2
         on train_batch_end every 2 steps do log steps_seen = step
         on train_batch_begin from batch 1 when step >= 0 do lr -= 0.001
+        on train_batch_begin every 3 steps do log begin_step = step
     """,
     "trackers": """
         var fired = 0
