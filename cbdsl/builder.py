@@ -279,6 +279,14 @@ class Builder(Transformer):
         text, path = children
         return n.WriteFile("append", text, path, _span(meta))
 
+    def write_row(self, meta, children):
+        row, path, options = children
+        return n.WriteRow(row, path, tuple(options or ()), _span(meta))
+
+    def post(self, meta, children):
+        kind, body, url, options, otherwise = children
+        return n.Post(_ident(kind), body, url, tuple(options or ()), otherwise, _span(meta))
+
     def record(self, meta, children):
         return n.Record(_span(meta))
 

@@ -12,17 +12,21 @@ Keras class's attributes (`wait`, `best`, `stopped_epoch`, `best_epoch`, `histor
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any
 
 __all__ = [
     "BaseLogger",
+    "CSVLogger",
     "EarlyStopping",
     "History",
     "LambdaCallback",
     "LearningRateScheduler",
+    "ModelCheckpoint",
     "ReduceLROnPlateau",
+    "RemoteMonitor",
     "TerminateOnNaN",
     "rule_file",
 ]
@@ -210,3 +214,118 @@ def LambdaCallback(
         if key not in _LAMBDA_HOOKS:
             setattr(callback, key, value)
     return callback
+
+
+def CSVLogger(filename: str | os.PathLike[str], separator: str = ",",
+              append: bool = False) -> Any:
+    """Stream the logs of every epoch to a CSV file, as `keras.callbacks.CSVLogger` does.
+
+    Compiled from `rules/csv_logger.cbd`. The file is the Keras class's, byte for byte: a
+    header of `epoch` and the sorted keys of the first epoch's logs (with a `val_` twin of
+    each when none is a validation metric), `NA` for a key an epoch lacks, `\r\n` line ends.
+
+    Args:
+        filename: path of the CSV file, e.g. `"run/log.csv"`. Its folder must exist.
+        separator: the one character between values.
+        append: `True` appends to an existing file (its header is written only when the
+            file is empty); `False` overwrites it.
+
+    Returns:
+        A `keras.callbacks.Callback`.
+
+    Example:
+
+    ```python
+    csv_logger = CSVLogger("training.log")
+    model.fit(x_train, y_train, callbacks=[csv_logger])
+    ```
+    """
+    return _build("csv_logger", dict(filename=os.fspath(filename), separator=separator,
+                                     append=append))
+
+
+def RemoteMonitor(
+    root: str = "http://localhost:9000",
+    path: str = "/publish/epoch/end/",
+    field: str = "data",
+    headers: dict[str, str] | None = None,
+    send_as_json: bool = False,
+) -> Any:
+    """Callback used to stream events to a server.
+
+    Compiled from `rules/remote_monitor.cbd`; arguments as `keras.callbacks.RemoteMonitor`.
+    Requires the `requests` library. At the end of each epoch, `{"epoch": epoch, **logs}`
+    (NumPy values as plain numbers) is sent by HTTP POST to `root + path`: as JSON when
+    `send_as_json`, else as the form field `field` holding that JSON text. A server that
+    cannot be reached gives the Keras warning and training goes on.
+
+    Unlike Keras's class, which waits as long as the server does, each request gives up
+    after 5 seconds (to connect, then between bytes of the answer) and warns as for an
+    unreachable server: a server that hangs cannot hang training.
+
+    Args:
+        root: String; root url of the target server.
+        path: String; path relative to `root` to which the events will be sent.
+        field: String; JSON field under which the data will be stored. The field is used
+            only if the payload is sent within a form (i.e. when `send_as_json=False`).
+        headers: Dictionary; optional custom HTTP headers.
+        send_as_json: Boolean; whether the request should be sent as `"application/json"`.
+
+    Returns:
+        A `keras.callbacks.Callback`.
+
+    Raises:
+        ImportError: at the end of an epoch, when `requests` is not installed.
+    """
+    return _build("remote_monitor", dict(root=root, path=path, field=field, headers=headers,
+                                         send_as_json=send_as_json))
+
+
+def ModelCheckpoint(
+    filepath: str | os.PathLike[str],
+    monitor: str = "val_loss",
+    verbose: int = 0,
+    save_best_only: bool = False,
+    save_weights_only: bool = False,
+    mode: str = "auto",
+    save_freq: str | int = "epoch",
+    initial_value_threshold: float | None = None,
+) -> Any:
+    """Save the model or its weights at some frequency.
+
+    Compiled from `rules/model_checkpoint.cbd`; arguments, file names, messages, warnings and
+    errors as `keras.callbacks.ModelCheckpoint`.
+
+    Args:
+        filepath: path of the file to save, ending in `.keras` (or `.h5`), or in `.weights.h5`
+            with `save_weights_only=True`. It may hold fields filled at each save:
+            `{epoch:02d}` and `{batch}` (1-based) and the event's log metrics
+            (`"{epoch:02d}-{val_loss:.2f}.keras"`).
+        monitor: the metric compared with `save_best_only`.
+        verbose: 1 prints a message at each save or comparison.
+        save_best_only: save only when `monitor` improves on the best so far.
+        save_weights_only: save the weights (`model.save_weights`) instead of the model.
+        mode: `"auto"`, `"min"` or `"max"`: the direction in which `monitor` improves.
+        save_freq: `"epoch"` to save at the end of every epoch, or an int: save once that
+            many batches have ended since the last save (counted across epochs).
+        initial_value_threshold: the first best value to beat with `save_best_only`.
+
+    Returns:
+        A `keras.callbacks.Callback`; `watch` holds the best value so far (`watch.best`).
+
+    Raises:
+        ValueError: `save_freq` is neither `"epoch"` nor an int, or `filepath` does not end
+            as the format requires.
+
+    Example:
+
+    ```python
+    checkpoint = ModelCheckpoint("ckpt/{epoch:02d}.keras", monitor="val_loss",
+                                 save_best_only=True)
+    model.fit(x, y, validation_split=0.2, epochs=10, callbacks=[checkpoint])
+    ```
+    """
+    return _build("model_checkpoint", dict(
+        filepath=os.fspath(filepath), monitor=monitor, verbose=verbose,
+        save_best_only=save_best_only, save_weights_only=save_weights_only, mode=mode,
+        save_freq=save_freq, initial_value_threshold=initial_value_threshold))

@@ -561,8 +561,18 @@ class Scope:
                 return "int"
             if name == "has":
                 return "bool"
-            if name in ("lookup", "piecewise", "metric"):
+            if name in ("lookup", "piecewise", "metric", "item"):
                 return "any"
+            if name in ("keys", "sorted"):
+                return "table"  # a list: what `for` and `in` go through
+            if name in ("startswith", "file_empty"):
+                return "bool"
+            if name == "json":
+                return "str"
+            if name in ("type", "format", "fill"):
+                return "str"
+            if name == "endswith":
+                return "bool"
             return "number"
         return "any"
 
@@ -754,6 +764,26 @@ class RuleChecker:
             if kind not in ("table", "any"):
                 self.report("E203", f"'{name}' needs a table first, got a {kind}",
                             node.args[0].span, "a table is written {3: 0.05, 6: 0.01}")
+        elif name in ("startswith", "file_empty"):
+            for arg in node.args:
+                kind = self.scope.infer(arg, self.checker, None)
+                if kind not in ("str", "any"):
+                    self.report("E203", f"'{name}' needs strings, got a {kind}", arg.span)
+        elif name in ("keys", "sorted"):
+            kind = self.scope.infer(node.args[0], self.checker, None)
+            if kind not in ("table", "none", "any"):
+                self.report("E203", f"'{name}' needs a table or a list, got a {kind}",
+                            node.args[0].span)
+        elif name in ("endswith", "fill"):
+            for arg in node.args:
+                kind = self.scope.infer(arg, self.checker, None)
+                if kind not in ("str", "any"):
+                    self.report("E203", f"'{name}' needs strings, got a {kind}", arg.span)
+        elif name == "format":
+            kind = self.scope.infer(node.args[1], self.checker, None)
+            if kind not in ("str", "any"):
+                self.report("E203", f"'format' needs a format spec (a string), got a {kind}",
+                            node.args[1].span)
         elif name in ("metric", "has"):
             kind = self.scope.infer(node.args[0], self.checker, None)
             if kind not in ("str", "any"):
@@ -779,12 +809,12 @@ class RuleChecker:
                 self.check_mode(option.value, node)
             else:
                 kind_given = self.scope.infer(option.value, self.checker, None)
-                want = ("bool",) if name == "weights" else ("int", "float", "number", "none",
-                                                             "any")
+                want = ("bool",) if name in ("weights", "only") else ("int", "float", "number",
+                                                                      "none", "any")
                 if kind_given not in (*want, "any"):
                     self.report("E211", f"option '{name}' takes a number, not a {kind_given}"
-                                if name != "weights" else
-                                f"option 'weights' takes true or false, not a {kind_given}",
+                                if name not in ("weights", "only") else
+                                f"option '{name}' takes true or false, not a {kind_given}",
                                 option.value.span)
         mode = mode_of(node, self.scope.params)
         if mode in ("auto", None) and metric_name_of(node.subject, self.scope.params) is None \
@@ -845,6 +875,10 @@ class RuleChecker:
         elif isinstance(action, n.WriteFile):
             self.check_expr(action.text)
             self.check_template(action.path)
+        elif isinstance(action, n.WriteRow):
+            self.check_write_row(action)
+        elif isinstance(action, n.Post):
+            self.check_post(action)
         elif isinstance(action, n.Save | n.Print | n.Warn | n.Fail):
             self.check_template(action.path if isinstance(action, n.Save) else action.template)
             if isinstance(action, n.Save) and action.kind == "weights":
@@ -865,6 +899,68 @@ class RuleChecker:
             for arg in (*action.args, *(k.value for k in action.keywords)):
                 if not (isinstance(arg, n.Name) and arg.id == "logs"):
                     self.check_expr(arg)
+
+    def check_write_row(self, action: n.WriteRow) -> None:
+        self.check_expr(action.row)
+        kind = self.scope.infer(action.row, self.checker, None)
+        if kind not in ("table", "none", "any"):
+            self.report("E221", f"'write row' needs a table (or none), not a {kind}",
+                        action.row.span, "the table's values are the line, its keys the header")
+        self.check_expr(action.file)
+        if self.scope.infer(action.file, self.checker, None) not in ("str", "any"):
+            self.report("E221", "the file of 'write row' must be a string", action.file.span)
+        seen = set()
+        for option in action.options:
+            name = option.name.name
+            if name not in vocab.ROW_OPTIONS:
+                self.report("E210", f"'write row' has no option '{name}'", option.name.span,
+                            did_you_mean(name, vocab.ROW_OPTIONS)
+                            or "options: " + ", ".join(vocab.ROW_OPTIONS))
+                continue
+            if name in seen:
+                self.report("E218", f"option '{name}' given twice", option.name.span)
+            seen.add(name)
+            self.check_expr(option.value)
+            want = vocab.ROW_OPTIONS[name][0]
+            given = self.scope.infer(option.value, self.checker, None)
+            if given not in (want, "any"):
+                self.report("E211", f"option '{name}' takes a {want}, not a {given}",
+                            option.value.span)
+
+    def check_post(self, action: n.Post) -> None:
+        kind = action.kind.name
+        if kind not in vocab.POST_KINDS:
+            self.report("E210", f"'post' sends 'json' or 'form', not '{kind}'", action.kind.span,
+                        did_you_mean(kind, vocab.POST_KINDS)
+                        or "post json TABLE to URL, post form TABLE to URL")
+        self.check_expr(action.body)
+        body = self.scope.infer(action.body, self.checker, None)
+        if kind == "form" and body not in ("table", "any"):
+            self.report("E221", f"'post form' needs a table of fields, not a {body}",
+                        action.body.span, "post form {field: json(send)} to url")
+        self.check_expr(action.url)
+        if self.scope.infer(action.url, self.checker, None) not in ("str", "any"):
+            self.report("E221", "'post' needs a URL string after 'to'", action.url.span)
+        seen = set()
+        for option in action.options:
+            name = option.name.name
+            if name not in vocab.POST_OPTIONS:
+                self.report("E210", f"'post' has no option '{name}'", option.name.span,
+                            did_you_mean(name, vocab.POST_OPTIONS)
+                            or "options: " + ", ".join(vocab.POST_OPTIONS))
+                continue
+            if name in seen:
+                self.report("E218", f"option '{name}' given twice", option.name.span)
+            seen.add(name)
+            self.check_expr(option.value)
+            want = vocab.POST_OPTIONS[name][0]
+            given = self.scope.infer(option.value, self.checker, None)
+            accepted = ("int", "float", "number") if want == "number" else (want, "none")
+            if given not in (*accepted, "any"):
+                self.report("E211", f"option '{name}' takes a {want}, not a {given}",
+                            option.value.span)
+        if action.otherwise is not None:
+            self.check_template(action.otherwise.template)
 
     def check_for(self, loop: n.For) -> None:
         self.check_expr(loop.iterable)
@@ -1078,8 +1174,10 @@ def names_read(rule: n.Rule) -> set[str]:
                                for f in rule.filters)]
     for action in flat_actions(rule.actions):
         for attr in ("value", "path", "template", "count", "index", "key_expr", "iterable",
-                     "condition"):
+                     "condition", "text", "row"):
             exprs.append(getattr(action, attr, None))
+        if isinstance(action, n.WriteRow):
+            exprs += [action.file, *(o.value for o in action.options)]
         if isinstance(action, n.Set) and (action.op != "=" or action.index is not None):
             found.add(action.var.name)
         if isinstance(action, n.CallPython):

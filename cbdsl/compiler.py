@@ -22,6 +22,7 @@ from cbdsl.checker import (
     filter_counter,
     metric_name_of,
     template_fields,
+    template_problem,
     walk,
 )
 from cbdsl.diagnostics import (
@@ -91,6 +92,7 @@ class TrackerSpec:
     min_delta: float
     baseline: float | None
     keep_weights: bool
+    only: Fn | None = None  # `with only = COND`: checked only where COND holds
 
 
 @dataclass
@@ -128,8 +130,9 @@ class CompiledRule:
         cb = ctx.cb
         state = cb.state
         try:
-            values = [float(t.subject(ctx)) for t in self.trackers]
-            for spec, value in zip(self.trackers, values, strict=True):
+            checked = [t for t in self.trackers if t.only is None or t.only(ctx)]
+            values = [float(t.subject(ctx)) for t in checked]
+            for spec, value in zip(checked, values, strict=True):
                 tracker = state.trackers[spec.name]
                 snapshot = cb.model.get_weights if spec.keep_weights else None
                 ctx.results[spec.slot] = runtime.update_tracker(
@@ -146,7 +149,7 @@ class CompiledRule:
             self.metric_missing(ctx, missing.name, counters)
             return
         if not self.stops:  # a stall acted on starts a new count; a stop keeps it, as Keras
-            for spec in self.trackers:
+            for spec in checked:  # (a predicate not checked here, `only`, is left as it is)
                 if spec.stalls is not None:
                     state.trackers[spec.name].wait = 0
         state.fired[self.label] = state.fired.get(self.label, 0) + 1
@@ -200,11 +203,15 @@ class ExprCompiler:
         self.params, self.variables, self.trackers, self.where = params, variables, trackers, where
         self.schedules = schedules  # parameters of type `schedule`: Keras's calling convention
         self.local_names = local_names  # names bound by enclosing `for` loops
+        # a template field's value at an event, as `print` fills it (set by the rule's compiler)
+        self.fields: Callable[[str, Context], Any] | None = None
 
     def inner(self, names: Iterable[str]) -> ExprCompiler:
         """The compiler for a loop's body: the same scope plus the loop's names."""
-        return ExprCompiler(self.params, self.variables, self.trackers, self.where,
-                            self.schedules, self.local_names | frozenset(names))
+        inner = ExprCompiler(self.params, self.variables, self.trackers, self.where,
+                             self.schedules, self.local_names | frozenset(names))
+        inner.fields = self.fields
+        return inner
 
     def compile(self, expr: n.Expr) -> Fn:
         return getattr(self, f"visit_{type(expr).__name__}")(expr)
@@ -260,6 +267,8 @@ class ExprCompiler:
         if name == "has":
             (arg,) = args
             return lambda c: c.logs is not None and c.logs.get(str(arg(c))) is not None
+        if name == "fill":
+            return self.fill(args[0])
         impl = vocab.FUNCTIONS[name].impl
         where = self.where
         if len(args) == 1:
@@ -278,6 +287,22 @@ class ExprCompiler:
             except (ValueError, OverflowError) as exc:
                 raise _math_error(name, exc, where) from None
         return call
+
+    def fill(self, arg: Fn) -> Fn:
+        """`fill(text)`: the text's template fields filled in at the event, as `print` fills its
+        own; a field that is not a plain name or TRACKER.field is refused (E215)."""
+        fields, where = self.fields, self.where
+
+        def fill(c):
+            if fields is None or c is None:
+                raise TypeError("fill() reads the fields of an event")
+            text = str(arg(c))
+            problem = template_problem(text)
+            if problem:
+                raise CbdslRuntimeError(Diagnostic("E215", f"{where}: {problem}"))
+            values = {name: fields(name, c) for name in template_fields(text)}
+            return runtime.render(text, values, where)
+        return fill
 
     def param_call(self, name: str, args: list[Fn]) -> Fn:
         """A call of a `python` or `schedule` parameter: `schedule(epoch, lr)`."""
@@ -511,6 +536,7 @@ class DefinitionCompiler:
         label = rule.label.name if rule.label else f"rule@{rule.span.line}"
         where = f"{self.label}: {label}"
         exprs = ExprCompiler(self.params, self.variables, {}, where, self.schedules)
+        exprs.fields = lambda name, c: self.field(name, c, exprs)
         events = [vocab.resolve_event(i.name) for i in rule.events]
         priority = int(self.constant(rule.priority.value, "priority")) if rule.priority else 0
         compiled = CompiledRule(label, rule.span.line, index, priority,
@@ -553,6 +579,9 @@ class DefinitionCompiler:
                     elif isinstance(node, n.String) and spec.name in ("template", "path"):
                         reads.update(f for f in template_fields(node.value)
                                      if "." not in f and f not in known)
+            if isinstance(action, n.Post):  # its options are read before the request is sent
+                reads.update(node.id for o in action.options for node in _unconditional(o.value)
+                             if isinstance(node, n.Name) and node.id not in known)
         return reads
 
     def _inert(self, action: n.Action) -> bool:
@@ -578,8 +607,9 @@ class DefinitionCompiler:
                 else name in self.restored)
         stalls = int(self.constant(node.count, "patience")) if isinstance(node, n.Stalls) \
             else None
+        only = exprs.compile(options["only"]) if "only" in options else None
         return TrackerSpec(id(node), name, exprs.compile(node.subject), metric, stalls, mode,
-                           float(min_delta), baseline, keep)
+                           float(min_delta), baseline, keep, only)
 
     def action(self, action: n.Action, rule: CompiledRule, exprs: ExprCompiler,
                where: str) -> Callable[[Context], str]:
@@ -605,7 +635,7 @@ class DefinitionCompiler:
 
             def save(c: Context) -> str:
                 target = path(c)
-                runtime.save(c.cb.model, kind, target, where)
+                runtime.save(c.cb.model, kind, target, where, type(c.cb).__name__)
                 return f"save {kind} {target}"
             return save
         if isinstance(action, n.Restore):
@@ -648,6 +678,10 @@ class DefinitionCompiler:
                 runtime.write_text(target, str(text(c)), append=mode == "append", where=where)
                 return f"{mode} {target}"
             return write_file
+        if isinstance(action, n.WriteRow):
+            return self.write_row(action, exprs, where)
+        if isinstance(action, n.Post):
+            return self.post(action, rule, exprs, where)
         if isinstance(action, n.Record):
             def record(c: Context) -> str:
                 state = c.cb.state
@@ -709,6 +743,50 @@ class DefinitionCompiler:
                 return f"call {label}"
             return call
         raise AssertionError(f"no compiler for {type(action).__name__}")  # pragma: no cover
+
+    def write_row(self, action: n.WriteRow, exprs: ExprCompiler,
+                  where: str) -> Callable[[Context], str]:
+        """`write row TABLE to PATH [with (separator = s, header = b, append = b)]`."""
+        row, path = exprs.compile(action.row), exprs.compile(action.file)  # a path, as it is
+        options = {o.name.name: exprs.compile(o.value) for o in action.options}
+        defaults = {"separator": ",", "header": False, "append": True}
+
+        def write_row(c: Context) -> str:
+            target, values = str(path(c)), row(c)
+            if values is not None and not isinstance(values, dict):
+                raise CbdslRuntimeError(Diagnostic(
+                    "E221", f"{where}: 'write row' needs a table, got {_short(values)}"))
+            given = {k: options[k](c) if k in options else v for k, v in defaults.items()}
+            runtime.write_row(target, values, separator=given["separator"],
+                              header=bool(given["header"]), append=bool(given["append"]))
+            return f"write row to {target}"
+        return write_row
+
+    def post(self, action: n.Post, rule: CompiledRule, exprs: ExprCompiler,
+             where: str) -> Callable[[Context], str]:
+        """`post json|form BODY to URL [with (headers = t, timeout = s)] [else MESSAGE]`."""
+        kind, body, url = action.kind.name, exprs.compile(action.body), exprs.compile(action.url)
+        options = {o.name.name: exprs.compile(o.value) for o in action.options}
+        otherwise = self.action(action.otherwise, rule, exprs, where) \
+            if action.otherwise is not None else None
+        owner = self.definition.name
+
+        def post(c: Context) -> str:
+            target, payload = url(c), body(c)
+            headers = options["headers"](c) if "headers" in options else None
+            timeout = options["timeout"](c) if "timeout" in options else vocab.POST_TIMEOUT
+            if not isinstance(target, str):
+                raise CbdslRuntimeError(Diagnostic(
+                    "E221", f"{where}: 'post' needs a URL string, got {_short(target)}"))
+            if kind == "form" and not isinstance(payload, dict):
+                raise CbdslRuntimeError(Diagnostic(
+                    "E221", f"{where}: 'post form' needs a table, got {_short(payload)}"))
+            if runtime.post(target, payload, kind=kind, headers=headers, timeout=timeout,
+                            owner=owner, unhandled=otherwise is None):
+                return f"post {kind} to {target}"
+            done = otherwise(c)
+            return f"post {kind} to {target} failed" + (f", {done}" if done else "")
+        return post
 
     def loop(self, loop: n.For, rule: CompiledRule, exprs: ExprCompiler,
              where: str) -> Callable[[Context], str]:

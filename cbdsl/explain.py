@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cbdsl import nodes as n
+from cbdsl import vocab
 
 _EVENTS = {
     "train_begin": "when training begins", "train_end": "when training ends",
@@ -136,6 +137,8 @@ class _Words:
             out.append(f"(patience resets only once it also beats {given['baseline']})")
         elif "baseline" in given:  # `improves`: the baseline is the first best to beat
             out.append(f"(the first best to beat is {given['baseline']})")
+        if "only" in given:
+            out.append(f"(checked only when {given['only']})")
         return (" " + " ".join(out)) if out else ""
 
     def actions(self, actions) -> str:
@@ -174,6 +177,20 @@ class _Words:
         if isinstance(a, n.WriteFile):
             verb = "append" if a.mode == "append" else "write"
             return f"{verb} {self.text(a.text)} to {self.text(a.path)}"
+        if isinstance(a, n.WriteRow):
+            if isinstance(a.row, n.NoneLit):
+                return f"open {self.text(a.file)}"
+            return f"write the values of {self.text(a.row)} as a CSV line to {self.text(a.file)}"
+        if isinstance(a, n.Post):
+            how = "as JSON" if a.kind.name == "json" else "as form fields"
+            words = f"post {self.text(a.body)} {how} to {self.text(a.url)}"
+            options = {o.name.name: self.text(o.value) for o in a.options}
+            if "headers" in options:
+                words += f" with the headers {options['headers']}"
+            words += f", with a {options.get('timeout', f'{vocab.POST_TIMEOUT:g}')} s timeout"
+            if a.otherwise is not None:
+                words += f"; if the server cannot be reached, {self.action(a.otherwise)}"
+            return words
         if isinstance(a, n.For):
             names = " and ".join(i.name for i in a.names)
             cond = f" where {self.expr(a.condition)}" if a.condition is not None else ""

@@ -103,7 +103,7 @@ def _join(pieces: list[tuple[Token, str]]) -> str:
 def _wrap(pieces: list[tuple[Token, str]], column: int) -> list[str]:
     """Lay out tokens starting at `column`, breaking lines that run past `WIDTH`.
 
-    In order: before each `else` of a conditional or a `require`; between the actions of a
+    In order: before each `else` of a conditional, a `require` or a `post`; between the actions of a
     `for` body, one per line; in the first bracketed list with commas, filled and aligned after
     its bracket. The first line carries no indentation; later lines carry their own.
     """
@@ -123,7 +123,7 @@ def _wrap(pieces: list[tuple[Token, str]], column: int) -> list[str]:
                 group = (opening, commas, i, rule == "for_")
         elif punct == "," and depth == 1 and group is None:
             commas.append(i)
-        elif punct == "else" and depth == 0 and i and rule in ("conditional", "require"):
+        elif punct == "else" and depth == 0 and i and rule in ("conditional", "require", "post"):
             cuts.append(i)
     if cuts:
         bounds = [0, *cuts, len(pieces)]

@@ -349,6 +349,36 @@ class WriteFile(Node):
 
 
 @dataclass(frozen=True)
+class WriteRow(Node):
+    """`write row TABLE to FILE [with OPTIONS]`: the table's values as one CSV line at the end.
+
+    `row` may be `none`: the file is only opened (created, or emptied with `append = false`).
+    `file` is a path as it is, not a template.
+    """
+
+    row: Expr
+    file: Expr
+    options: tuple[Option, ...] = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Post(Node):
+    """`post json|form BODY to URL [with OPTIONS] [else MESSAGE]`: an HTTP POST of a table.
+
+    `kind` is the `json`/`form` word as written (the checker refuses any other); `otherwise`
+    is the `print`, `warn` or `fail` run when the request fails.
+    """
+
+    kind: Ident
+    body: Expr
+    url: Expr
+    options: tuple[Option, ...] = ()
+    otherwise: Print | Warn | Fail | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Record(Node):
     """`record`: append the epoch and every log value to the callback's history."""
 
@@ -356,7 +386,7 @@ class Record(Node):
 
 
 Action = Union[Assign, Stop, Save, Restore, Log, Print, Warn, Set, Cooldown,  # noqa: UP007
-               CallPython, Fail, Record, For, WriteFile]
+               CallPython, Fail, Record, For, WriteFile, WriteRow, Post]
 
 # ------------------------------------------------------------ rules and files
 

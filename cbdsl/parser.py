@@ -20,12 +20,12 @@ _WORDS = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "$END": 
 _OPERATORS = {"+", "-", "*", "/", "//", "%", "**", "<", "<=", ">", ">=", "==", "!=",
               "and", "or", "if", ".", "stalls", "improves", "is", "in", "["}
 _ACTION_START = {"stop", "save", "restore", "print", "warn", "set", "cooldown", "call", "fail",
-                 "for", "record", "write", "append"}
+                 "for", "record", "write", "append", "post"}
 # Tokens that can start an expression; when these are acceptable, say "an expression".
 _EXPR_START = {"NAME", "NUMBER", "STRING", "(", "-", "+", "{", "true", "false", "none", "not",
-               "log", "cooldown", "epoch", "epochs", "batch", "batches", "step", "steps"}
+               "log", "cooldown", "append", "epoch", "epochs", "batch", "batches", "step", "steps"}
 # Keywords that are also accepted as names in some places (grammar: soft_name, field_name).
-_SOFT_NAMES = {"cooldown", "weights", "best"}
+_SOFT_NAMES = {"cooldown", "weights", "best", "append"}
 
 
 @functools.cache

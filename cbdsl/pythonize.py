@@ -511,7 +511,7 @@ RESERVED_LOCALS = frozenset({
     "self", "epoch", "batch", "logs", "lr", "missing", "filepath", "f", "in_cooldown",
     "math", "json", "os", "warnings", "keras", "np", "is_improvement", "piecewise",
     "call_schedule", "file_empty", "write_row", "csv_field", "abs", "min", "max", "round",
-    "float", "int", "bool", "list", "dict",
+    "float", "int", "bool", "list", "dict", "sorted",
     "str", "print", "len", "isinstance", "enumerate", "format", "type", "super", "None",
     "True", "False",
 })
@@ -787,6 +787,8 @@ class _ClassWriter:
             attrs = {f: self.alloc(prefix + f, "_") for f in fields}
             tracker = _Tracker(node, name, rule, attrs)
             options = {o.name.name: o.value for o in node.options}
+            if "only" in options:
+                raise self.error("the tracker option 'only'", node)
             weights = options.get("weights")
             if weights is None:
                 tracker.keeps = name in self.restored
@@ -1658,9 +1660,29 @@ class _ClassWriter:
             options = "".join(f", {o.name.name}={self.expr(o.value, scope).text}"
                               for o in action.options)
             return [Line(f"write_row({path.text}, {row.text}{options})")]
+        if isinstance(action, n.Post):
+            return self.post(action, scope, rule, guarded_calls)
         if isinstance(action, n.For):
             return self.loop(action, scope, rule, guarded_calls)
         raise self.error(f"the action '{type(action).__name__}'", action)
+
+    def post(self, action: n.Post, scope: _Scope, rule: n.Rule, guarded_calls: bool) -> list:
+        """`post json|form BODY to URL`: `requests.post`, bounded by a timeout."""
+        options = {o.name.name: self.expr(o.value, scope).text for o in action.options}
+        headers = options.get("headers", "None")
+        timeout = options.get("timeout", repr(vocab.POST_TIMEOUT))
+        body = self.expr(action.body, scope).text
+        sent = f"json={body}" if action.kind.name == "json" else body
+        message = py_str(f"{self.d.name} requires the `requests` library.")
+        url = self.expr(action.url, scope).text
+        call = Line(f"requests.post({url}, {sent}, headers={headers}, timeout={timeout})")
+        out = [Block("try:", [Line("import requests")]),
+               Block("except ImportError:", [Line(f"raise ImportError({message}) from None")])]
+        if action.otherwise is None:
+            return [*out, call]
+        otherwise = self.action(action.otherwise, scope, rule, guarded_calls, [])
+        return [*out, Block("try:", [call]),
+                Block("except requests.exceptions.RequestException:", otherwise)]
 
     _in_loop = False
 
@@ -2042,6 +2064,11 @@ class _ClassWriter:
         if name == "json":
             self.module.imports.add("json")
             return Code(f"json.dumps({texts[0]})")
+        if name == "item":
+            self.module.imports.add("numpy")
+            x = args[0]
+            return Code(f"{x.at(ATOM)}.item() if isinstance({x.text}, np.ndarray | np.generic) "
+                        f"else {x.at(TERNARY + 1)}", TERNARY)
         if name == "keys":
             arg = e.args[0]
             known = (isinstance(arg, n.Name) and arg.id == "logs") or (

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import string
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from cbdsl.diagnostics import (
     CbdslRuntimeError,
     Diagnostic,
+    KerasWorded,
     LearningRateNotSettableError,
     MetricDirectionError,
 )
@@ -276,11 +278,22 @@ def write_lr(model: Any, value: float, where: str) -> None:
             "E401", str(exc), hint=f"{where} sets the learning rate")) from exc
 
 
-def save(model: Any, kind: str, path: str, where: str) -> None:
-    """Save the model or its weights, creating the folder; a directory path is an error."""
+class DirectoryPathError(KerasWorded, CbdslRuntimeError, OSError):
+    """`save` was given the path of an existing directory: an `OSError`, as Keras's
+    ModelCheckpoint raises, with its message."""
+
+
+def save(model: Any, kind: str, path: str, where: str, owner: str = "ModelCheckpoint") -> None:
+    """Save the model or its weights, creating the folder.
+
+    Raises:
+        DirectoryPathError: `path` is an existing directory (an `OSError` worded as Keras's,
+            `owner` naming the callback).
+    """
     if os.path.isdir(path):
-        raise CbdslRuntimeError(Diagnostic(
-            "E403", f"{where}: please specify a non-directory filepath; '{path}' is a directory"))
+        raise DirectoryPathError(Diagnostic(
+            "E403", f"Please specify a non-directory filepath for {owner}. Filepath used is an "
+            f"existing directory: {path}", hint=where))
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
@@ -329,6 +342,94 @@ def write_text(path: str, text: str, *, append: bool, where: str) -> None:
         os.makedirs(folder, exist_ok=True)
     with open(path, "a" if append else "w", encoding="utf-8", newline="") as f:
         f.write(text + "\n" if append else text)
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as Keras's CSVLogger writes it: text as it is, an iterable (but not a 0-d array)
+    as a quoted list `"[a, b]"`, anything else as the csv module writes it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Iterable) and not (isinstance(value, np.ndarray) and value.ndim == 0):
+        return f'"[{", ".join(map(str, value))}]"'
+    return value
+
+
+def write_row(path: str, row: dict[str, Any] | None, *, separator: str = ",",
+              header: bool = False, append: bool = True) -> None:
+    """`write row`: a table's values as one CSV line at the end of a file, as Keras's CSVLogger.
+
+    The line is written by `csv.writer` in the Excel dialect with `separator` as delimiter
+    (`"\r\n"` line ends, values quoted where needed), after a line of the table's keys when
+    `header` is true. `append=False` empties the file first; `row=None` only opens the file
+    (creating it). Folders are not created: a missing folder, a directory or an unwritable
+    path raise Python's `OSError` (`FileNotFoundError`, `IsADirectoryError`,
+    `PermissionError`), as Keras does. Only the writing process of a multi-process job writes
+    (see `is_writer`).
+    """
+    if not is_writer():
+        return
+    with open(path, "a" if append else "w") as f:
+        if row is None:
+            return
+        writer = csv.writer(f, dialect=_dialect(separator))
+        if header:
+            writer.writerow(list(row))
+        writer.writerow([csv_cell(value) for value in row.values()])
+
+
+def _dialect(separator: str) -> type[csv.Dialect]:
+    class Dialect(csv.excel):
+        delimiter = separator
+
+    return Dialect
+
+
+def post(url: str, body: Any, *, kind: str, headers: dict[str, Any] | None, timeout: float,
+         owner: str, unhandled: bool = True) -> bool:
+    """`post`: one HTTP POST of `body` to `url` with `requests`, as Keras's RemoteMonitor sends.
+
+    `kind="json"` sends the body as JSON (`requests.post(url, json=body)`, content type
+    `application/json`); `kind="form"` sends a table as form fields
+    (`requests.post(url, body)`, `application/x-www-form-urlencoded`). The answer is not
+    read: any status counts as sent. The request is bounded in time: `timeout` seconds to
+    connect, and again between bytes of the answer (Keras's RemoteMonitor passes no timeout
+    and waits as long as the server does). In a multi-process job only the first process
+    sends (see `is_writer`); Keras's RemoteMonitor sends from every process.
+
+    Args:
+        url: where to send the request.
+        body: a JSON value (`kind="json"`) or a table of form fields (`kind="form"`).
+        kind: `"json"` or `"form"`.
+        headers: HTTP headers to send, or None.
+        timeout: seconds, passed to `requests.post`.
+        owner: the callback's name, for the ImportError.
+        unhandled: raise a failed request's exception instead of returning False.
+
+    Returns:
+        True when the server answered; False when the request failed with a
+        `requests.exceptions.RequestException` (no server, refused, timed out), unless
+        `unhandled`, where that exception is raised.
+
+    Raises:
+        ImportError: `requests` is not installed (`"{owner} requires the `requests`
+            library."`, Keras's message).
+    """
+    try:
+        import requests
+    except ImportError:
+        raise ImportError(f"{owner} requires the `requests` library.") from None
+    if not is_writer():  # one request per event from a multi-process job, as files
+        return True
+    try:
+        if kind == "json":
+            requests.post(url, json=body, headers=headers, timeout=timeout)
+        else:
+            requests.post(url, body, headers=headers, timeout=timeout)
+    except requests.exceptions.RequestException:
+        if unhandled:
+            raise
+        return False
+    return True
 
 
 def call_schedule(schedule: Callable[..., Any], args: list[Any], name: str) -> Any:

@@ -124,12 +124,14 @@ TRACKER_OPTIONS: dict[str, dict[str, str]] = {
         "min_delta": "the least change that counts as an improvement (sign ignored)",
         "baseline": "a value to beat before patience is reset",
         "weights": "keep the weights of the best check, for `restore best weights`",
+        "only": "check only at events where this condition holds (elsewhere: false, no update)",
     },
     "improves": {
         "mode": "'min', 'max' or 'auto'",
         "min_delta": "the least change that counts as an improvement (sign ignored)",
         "baseline": "the initial best value to beat",
         "weights": "keep the weights of the best check, for `restore best weights`",
+        "only": "check only at events where this condition holds (elsewhere: false, no update)",
     },
 }
 TRACKER_FIELDS = {
@@ -137,6 +139,22 @@ TRACKER_FIELDS = {
     "wait": "checks since the last improvement",
     "best_epoch": "the epoch of the best value",
     "value": "the value seen at the latest check",
+}
+
+# Options of `write row TABLE to PATH with (...)`, with their types.
+ROW_OPTIONS: dict[str, tuple[str, str]] = {
+    "separator": ("str", "the one character between values (default \",\")"),
+    "header": ("bool", "write a line of the table's keys before its values (default false)"),
+    "append": ("bool", "false empties the file before writing (default true)"),
+}
+
+# `post json|form BODY to URL with (...)`: the two encodings, and the options with their types.
+POST_KINDS = ("json", "form")
+POST_TIMEOUT = 5.0  # seconds, when no `timeout` option is given
+POST_OPTIONS: dict[str, tuple[str, str]] = {
+    "headers": ("table", "HTTP headers to send, as a table of strings (default none)"),
+    "timeout": ("number", "seconds to wait to connect, and then between bytes of the answer "
+                f"(default {POST_TIMEOUT:g})"),
 }
 
 # ---------------------------------------------------------------- functions
@@ -173,6 +191,38 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
+def _file_empty(path: str) -> bool:
+    # as Keras's CSVLogger reads an existing file in append mode: its first line
+    import os
+
+    if not os.path.exists(path):
+        return True
+    with open(path) as f:
+        return not f.readline()
+
+
+def _item(value: Any) -> Any:
+    import numpy as np
+
+    return value.item() if isinstance(value, np.ndarray | np.generic) else value
+
+
+def _endswith(text: str, suffix: str) -> bool:
+    if not isinstance(text, str) or not isinstance(suffix, str):
+        raise ValueError(f"needs two strings, got {type_of_value(text)} and "
+                         f"{type_of_value(suffix)}")
+    return text.endswith(suffix)
+
+
+def _format(value: Any, spec: str) -> str:
+    if not isinstance(spec, str):
+        raise ValueError(f"the format spec must be a string, got {type_of_value(spec)}")
+    try:
+        return format(value, spec)
+    except TypeError as exc:  # a spec the value's type does not take
+        raise ValueError(str(exc)) from None
+
+
 def _round(x: float, ndigits: int | None = None) -> float:
     return round(x, ndigits) if ndigits is not None else round(x)
 
@@ -207,13 +257,33 @@ FUNCTIONS: dict[str, Function] = {
                  numeric=False),
         Function("keys", 1, 1, lambda t: list(t or ()), "the keys of a table, as a list",
                  numeric=False),
+        Function("item", 1, 1, _item, "a NumPy scalar or one-item array as a Python value "
+                 "(`.item()`, as Keras's RemoteMonitor sends logs); anything else as it is",
+                 numeric=False),
         Function("has", 1, 1, None, "whether the logs hold the named metric", numeric=False),
+        Function("sorted", 1, 1, sorted, "the items of a list (or a table's keys), sorted",
+                 numeric=False),
+        Function("startswith", 2, 2, lambda text, prefix: text.startswith(prefix),
+                 "whether a string starts with another", numeric=False),
+        Function("file_empty", 1, 1, _file_empty,
+                 "whether no file is at a path or the file there holds no text", numeric=False),
+        Function("endswith", 2, 2, _endswith, "whether a string ends with another",
+                 numeric=False),
+        Function("type", 1, 1, lambda value: type_of_value(value),
+                 "the type of a value as parameters name it: int, float, str, bool, table, "
+                 "none (a list is list)", numeric=False),
+        Function("format", 2, 2, _format,
+                 "a value as text by a format spec, as Python's format(x, \".5f\")",
+                 numeric=False),
+        Function("fill", 1, 1, None, "a template's fields filled in, as `print` and `save` "
+                 "fill theirs (1-based {epoch} and {batch}, metrics, parameters)",
+                 numeric=False),
     ]
 }
 
 # ---------------------------------------------------------------- parameters
 
-PARAM_TYPES = ("int", "float", "str", "bool", "table", "python", "schedule")
+PARAM_TYPES = ("int", "float", "str", "bool", "table", "python", "schedule", "any")
 
 
 def type_of_value(value: Any) -> str:

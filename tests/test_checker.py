@@ -252,7 +252,7 @@ CASES = {
         "<string>:1:42: error E210: 'stalls' has no option 'patience'\n"
         "1 | on epoch_end when val_loss stalls 3 with patience = 2 do stop\n"
         "                                             ^^^^^^^^ options: mode, min_delta, "
-        "baseline, weights"),
+        "baseline, weights, only"),
     "E210-option-did-you-mean": (
         "on epoch_end when val_auc improves with min_detla = 0.1 do stop",
         "<string>:1:41: error E210: 'improves' has no option 'min_detla'\n"

@@ -61,3 +61,17 @@ def test_only_the_first_process_of_a_multi_process_job_writes(tmp_path, monkeypa
     assert runtime.is_writer() is writes
     cb.on_epoch_end(0, {})
     assert path.exists() is writes
+
+
+def test_only_the_first_process_of_a_multi_process_job_posts(monkeypatch):
+    sent = []
+    requests = types.SimpleNamespace(
+        post=lambda url, *args, **kwargs: sent.append(url),
+        exceptions=types.SimpleNamespace(RequestException=OSError))
+    monkeypatch.setitem(sys.modules, "requests", requests)
+    for index in (0, 1):
+        monkeypatch.setitem(sys.modules, "jax", types.SimpleNamespace(
+            process_count=lambda: 2, process_index=lambda index=index: index))
+        assert runtime.post(f"http://127.0.0.1:9/{index}", {}, kind="json", headers=None,
+                            timeout=1.0, owner="RemoteMonitor")
+    assert sent == ["http://127.0.0.1:9/0"]

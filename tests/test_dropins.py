@@ -12,11 +12,13 @@ import cbdsl
 from cbdsl import callbacks as dropin
 
 KERAS_NAMES = ["EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN", "LearningRateScheduler",
-               "History", "LambdaCallback"]
+               "History", "LambdaCallback", "CSVLogger", "ModelCheckpoint", "RemoteMonitor"]
 RULE_FILES = {"EarlyStopping": "early_stopping", "ReduceLROnPlateau": "reduce_lr_on_plateau",
               "TerminateOnNaN": "terminate_on_nan",
               "LearningRateScheduler": "learning_rate_scheduler", "History": "history",
-              "LambdaCallback": "lambda_callback", "BaseLogger": "base_logger"}
+              "LambdaCallback": "lambda_callback", "BaseLogger": "base_logger",
+              "CSVLogger": "csv_logger", "ModelCheckpoint": "model_checkpoint",
+              "RemoteMonitor": "remote_monitor"}
 
 
 def reference(name: str):
