@@ -909,23 +909,26 @@ class RuleChecker:
         self.check_expr(action.file)
         if self.scope.infer(action.file, self.checker, None) not in ("str", "any"):
             self.report("E221", "the file of 'write row' must be a string", action.file.span)
+        for option, want, given in self.known_options(action.options, vocab.ROW_OPTIONS,
+                                                      "'write row'"):
+            if given not in (want, "any"):
+                self.report("E211", f"option '{option.name.name}' takes a {want}, not a "
+                            f"{given}", option.value.span)
+
+    def known_options(self, options, known: dict, what: str):
+        """Report unknown and repeated options; yield each known one, its type and the given."""
         seen = set()
-        for option in action.options:
+        for option in options:
             name = option.name.name
-            if name not in vocab.ROW_OPTIONS:
-                self.report("E210", f"'write row' has no option '{name}'", option.name.span,
-                            did_you_mean(name, vocab.ROW_OPTIONS)
-                            or "options: " + ", ".join(vocab.ROW_OPTIONS))
+            if name not in known:
+                self.report("E210", f"{what} has no option '{name}'", option.name.span,
+                            did_you_mean(name, known) or "options: " + ", ".join(known))
                 continue
             if name in seen:
                 self.report("E218", f"option '{name}' given twice", option.name.span)
             seen.add(name)
             self.check_expr(option.value)
-            want = vocab.ROW_OPTIONS[name][0]
-            given = self.scope.infer(option.value, self.checker, None)
-            if given not in (want, "any"):
-                self.report("E211", f"option '{name}' takes a {want}, not a {given}",
-                            option.value.span)
+            yield option, known[name][0], self.scope.infer(option.value, self.checker, None)
 
     def check_post(self, action: n.Post) -> None:
         kind = action.kind.name
@@ -941,24 +944,12 @@ class RuleChecker:
         self.check_expr(action.url)
         if self.scope.infer(action.url, self.checker, None) not in ("str", "any"):
             self.report("E221", "'post' needs a URL string after 'to'", action.url.span)
-        seen = set()
-        for option in action.options:
-            name = option.name.name
-            if name not in vocab.POST_OPTIONS:
-                self.report("E210", f"'post' has no option '{name}'", option.name.span,
-                            did_you_mean(name, vocab.POST_OPTIONS)
-                            or "options: " + ", ".join(vocab.POST_OPTIONS))
-                continue
-            if name in seen:
-                self.report("E218", f"option '{name}' given twice", option.name.span)
-            seen.add(name)
-            self.check_expr(option.value)
-            want = vocab.POST_OPTIONS[name][0]
-            given = self.scope.infer(option.value, self.checker, None)
+        for option, want, given in self.known_options(action.options, vocab.POST_OPTIONS,
+                                                      "'post'"):
             accepted = ("int", "float", "number") if want == "number" else (want, "none")
             if given not in (*accepted, "any"):
-                self.report("E211", f"option '{name}' takes a {want}, not a {given}",
-                            option.value.span)
+                self.report("E211", f"option '{option.name.name}' takes a {want}, not a "
+                            f"{given}", option.value.span)
         if action.otherwise is not None:
             self.check_template(action.otherwise.template)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from tiny_fit import data, tiny_model
 
 import cbdsl
 from cbdsl import callbacks as dropin
@@ -21,20 +22,6 @@ from cbdsl.cli import main
 from cbdsl.diagnostics import CbdslCheckError
 
 RULE_FILE = Path(dropin.rule_file("csv_logger"))
-
-
-def tiny_model():
-    keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(optimizer="sgd", loss="mean_squared_error", metrics=["mean_absolute_error"])
-    return model
-
-
-def data():
-    rng = np.random.default_rng(0)
-    x = rng.random((48, 4)).astype("float32")
-    y = (x.sum(axis=1) + rng.normal(size=48)).astype("float32")
-    return x, y
 
 
 def fit_side_by_side(tmp_path: Path, *, epochs=3, before=(), fits=1, model=None,

@@ -23,6 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from tiny_fit import data, tiny_model
 
 import cbdsl
 from cbdsl import callbacks as dropin
@@ -123,23 +124,9 @@ def closed_port_root() -> str:
 # ---------------------------------------------------------------------- fits
 
 
-def tiny_model():
-    keras.utils.set_random_seed(5)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(optimizer="sgd", loss="mean_squared_error", metrics=["mean_absolute_error"])
-    return model
-
-
-def data():
-    rng = np.random.default_rng(0)
-    x = rng.random((48, 4)).astype("float32")
-    y = (x.sum(axis=1) + rng.normal(size=48)).astype("float32")
-    return x, y
-
-
 def fit(callbacks, epochs=3):
     x, y = data()
-    return tiny_model().fit(x, y, batch_size=16, epochs=epochs, validation_split=0.25,
+    return tiny_model(5).fit(x, y, batch_size=16, epochs=epochs, validation_split=0.25,
                             verbose=0, callbacks=callbacks)
 
 
