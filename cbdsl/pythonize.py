@@ -280,9 +280,10 @@ def _break_expression(text: str, indent: int) -> list[str] | None:
     return None
 
 
-def _split_words(text: str, word: str) -> list[str]:
-    """Split at `word` where it stands outside brackets and strings."""
-    parts, depth, quote, start, i = [], 0, None, 0, 0
+def _outside_strings(text: str):
+    """(index, character, bracket depth) of each character of Python source outside string
+    literals; a bracket counts at the depth outside it."""
+    depth, quote, i = 0, None, 0
     while i < len(text):
         c = text[i]
         if quote:
@@ -292,70 +293,42 @@ def _split_words(text: str, word: str) -> list[str]:
                 quote = None
         elif c in "\"'":
             quote = c
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif depth == 0 and text.startswith(word, i):
-            parts.append(text[start:i])
-            start = i + len(word)
-            i = start
-            continue
+        else:
+            depth -= c in ")]}"
+            yield i, c, depth
+            depth += c in "([{"
         i += 1
-    parts.append(text[start:])
-    return parts
+
+
+def _split_at(text: str, cuts: list[int], width: int) -> list[str]:
+    bounds = [0, *(x for cut in cuts for x in (cut, cut + width)), len(text)]
+    return [text[bounds[k]:bounds[k + 1]] for k in range(0, len(bounds), 2)]
+
+
+def _split_words(text: str, word: str) -> list[str]:
+    """Split at `word` where it stands outside brackets and strings."""
+    cuts: list[int] = []
+    for i, _, depth in _outside_strings(text):
+        if depth == 0 and text.startswith(word, i) and (not cuts or i >= cuts[-1] + len(word)):
+            cuts.append(i)
+    return _split_at(text, cuts, len(word))
 
 
 def _outer_brackets(text: str) -> tuple[int, int] | None:
     """The first bracket pair (outside strings) whose contents run to near the line's end."""
-    depth, start, quote = 0, None, None
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = None
-        elif c in "\"'":
-            quote = c
-        elif c in "([{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth == 0 and start is not None and len(text) - i <= 3:
-                return start, i
-        i += 1
+    start = None
+    for i, c, depth in _outside_strings(text):
+        if depth == 0 and c in "([{":
+            start = i
+        elif depth == 0 and c in ")]}" and start is not None and len(text) - i <= 3:
+            return start, i
     return None
 
 
 def _split_top(text: str, sep: str) -> list[str]:
     """Split at `sep` outside brackets and strings."""
-    parts, depth, quote, current = [], 0, None, ""
-    i = 0
-    while i < len(text):
-        c = text[i]
-        current += c
-        if quote:
-            if c == "\\" and i + 1 < len(text):
-                current += text[i + 1]
-                i += 1
-            elif c == quote:
-                quote = None
-        elif c in "\"'":
-            quote = c
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif c == sep and depth == 0:
-            parts.append(current[:-1].strip())
-            current = ""
-        i += 1
-    parts.append(current.strip())
-    return [p for p in parts if p]
+    cuts = [i for i, c, depth in _outside_strings(text) if c == sep and depth == 0]
+    return [p.strip() for p in _split_at(text, cuts, len(sep)) if p.strip()]
 
 
 # ---------------------------------------------------------------- templates
