@@ -24,6 +24,10 @@ _ACTION_START = {"stop", "save", "restore", "print", "warn", "set", "cooldown", 
 # Tokens that can start an expression; when these are acceptable, say "an expression".
 _EXPR_START = {"NAME", "NUMBER", "STRING", "(", "-", "+", "{", "true", "false", "none", "not",
                "log", "cooldown", "append", "epoch", "epochs", "batch", "batches", "step", "steps"}
+# Words that end or join clauses: where an expression was due, one of these means it is missing,
+# not that a reserved word was meant as a name.
+_CLAUSE_WORDS = {"do", "when", "to", "else", "with", "as", "on", "and", "or", "not", "if", "in",
+                 "is", "of", "at", "from", "every", "after", "before", "once", "priority"}
 # Keywords that are also accepted as names in some places (grammar: soft_name, field_name).
 _SOFT_NAMES = {"cooldown", "weights", "best", "append"}
 
@@ -148,8 +152,10 @@ def _check_depth(tree: lark.Tree, text: str, path: str) -> None:
 
 
 def _diagnose(exc: lark.exceptions.UnexpectedInput, text: str, path: str) -> Diagnostic:
+    accepts = set()
     if isinstance(exc, lark.exceptions.UnexpectedToken) and exc.interactive_parser is not None:
-        expected = describe_expected(exc.interactive_parser.accepts())
+        accepts = exc.interactive_parser.accepts()
+        expected = describe_expected(accepts)
     else:
         expected = ""
     suffix = f"; expected {expected}" if expected else ""
@@ -173,7 +179,26 @@ def _diagnose(exc: lark.exceptions.UnexpectedInput, text: str, path: str) -> Dia
     what = f"name '{token}'" if token.type == "NAME" else f"'{token}'"
     if token.type in ("NUMBER", "STRING"):
         what = f"{token.type.lower()} {token}"
-    return Diagnostic("E100", f"unexpected {what}{suffix}", span, path, text)
+    hint = None
+    if "NAME" in accepts and token.type not in ("NAME", "NUMBER", "STRING") \
+            and str(token).isidentifier() and str(token) not in _CLAUSE_WORDS \
+            and "on" not in _literals(accepts):  # not where a new rule (or its label) may start
+        hint = (f"'{token}' is a reserved word: choose another name (a metric of that name "
+                f'is read with metric("{token}"))')
+    return Diagnostic("E100", f"unexpected {what}{suffix}", span, path, text, hint)
+
+
+def _literals(terminals) -> set[str]:
+    parser = lark_parser()
+    out = set()
+    for name in terminals:
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            continue
+        if isinstance(pattern, PatternStr):
+            out.add(pattern.value)
+    return out
 
 
 def describe_expected(terminals) -> str:

@@ -755,3 +755,19 @@ def test_read_source(tmp_path):
     with pytest.raises(CbdslSyntaxError) as info:
         read_source("bad\x00name.cbd")
     assert info.value.code == "E213"
+
+
+@pytest.mark.parametrize(("text", "word"), [("var row = 1", "row"), ("param post = 2", "post"),
+                                            ("on epoch_end when row > 1 do stop", "row")])
+def test_a_reserved_word_used_as_a_name_says_so(text, word):
+    with pytest.raises(CbdslSyntaxError) as info:
+        cbdsl.parse(text)
+    assert info.value.diagnostics[0].hint == (
+        f"'{word}' is a reserved word: choose another name (a metric of that name is read "
+        f'with metric("{word}"))')
+
+
+def test_a_missing_condition_is_not_taken_for_a_reserved_name():
+    with pytest.raises(CbdslSyntaxError) as info:
+        cbdsl.parse("on epoch_end when do stop")
+    assert info.value.diagnostics[0].hint is None
