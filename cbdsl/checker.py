@@ -794,17 +794,8 @@ class RuleChecker:
         kind = "stalls" if isinstance(node, n.Stalls) else "improves"
         if isinstance(node, n.Stalls):
             self.check_count(node.count, "the patience of 'stalls'", walked=True)
-        allowed = vocab.TRACKER_OPTIONS[kind]
-        seen = set()
-        for option in node.options:
+        for option in self.known_options(node.options, vocab.TRACKER_OPTIONS[kind], f"'{kind}'"):
             name = option.name.name
-            if name not in allowed:
-                self.report("E210", f"'{kind}' has no option '{name}'", option.name.span,
-                            did_you_mean(name, allowed) or "options: " + ", ".join(allowed))
-                continue
-            if name in seen:
-                self.report("E218", f"option '{name}' given twice", option.name.span)
-            seen.add(name)
             if name == "mode":
                 self.check_mode(option.value, node)
             else:
@@ -909,14 +900,14 @@ class RuleChecker:
         self.check_expr(action.file)
         if self.scope.infer(action.file, self.checker, None) not in ("str", "any"):
             self.report("E221", "the file of 'write row' must be a string", action.file.span)
-        for option, want, given in self.known_options(action.options, vocab.ROW_OPTIONS,
-                                                      "'write row'"):
+        for option in self.known_options(action.options, vocab.ROW_OPTIONS, "'write row'"):
+            want, given = vocab.ROW_OPTIONS[option.name.name][0], self.option_type(option)
             if given not in (want, "any"):
                 self.report("E211", f"option '{option.name.name}' takes a {want}, not a "
                             f"{given}", option.value.span)
 
     def known_options(self, options, known: dict, what: str):
-        """Report unknown and repeated options; yield each known one, its type and the given."""
+        """Report unknown (E210) and repeated (E218) options; yield each known one."""
         seen = set()
         for option in options:
             name = option.name.name
@@ -927,8 +918,12 @@ class RuleChecker:
             if name in seen:
                 self.report("E218", f"option '{name}' given twice", option.name.span)
             seen.add(name)
-            self.check_expr(option.value)
-            yield option, known[name][0], self.scope.infer(option.value, self.checker, None)
+            yield option
+
+    def option_type(self, option: n.Option) -> str:
+        """Check an option's value and return its inferred type."""
+        self.check_expr(option.value)
+        return self.scope.infer(option.value, self.checker, None)
 
     def check_post(self, action: n.Post) -> None:
         kind = action.kind.name
@@ -944,8 +939,8 @@ class RuleChecker:
         self.check_expr(action.url)
         if self.scope.infer(action.url, self.checker, None) not in ("str", "any"):
             self.report("E221", "'post' needs a URL string after 'to'", action.url.span)
-        for option, want, given in self.known_options(action.options, vocab.POST_OPTIONS,
-                                                      "'post'"):
+        for option in self.known_options(action.options, vocab.POST_OPTIONS, "'post'"):
+            want, given = vocab.POST_OPTIONS[option.name.name][0], self.option_type(option)
             accepted = ("int", "float", "number") if want == "number" else (want, "none")
             if given not in (*accepted, "any"):
                 self.report("E211", f"option '{option.name.name}' takes a {want}, not a "
