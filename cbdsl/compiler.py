@@ -20,6 +20,7 @@ from cbdsl.checker import (
     Instance,
     ParamInfo,
     filter_counter,
+    flat_actions,
     metric_name_of,
     template_fields,
     template_problem,
@@ -480,24 +481,9 @@ class DefinitionCompiler:
     def __init__(self, definition: Definition, params: dict[str, Any], label: str):
         self.definition, self.params, self.label = definition, params, label
         self.variables = {v.name.name for v in definition.variables}
-        self.restored = self._restored_trackers()
+        self.restored = restored_trackers(definition.rules)
         self.schedules = frozenset(k for k, info in definition.params.items()
                                    if info.type == "schedule")
-
-    def _restored_trackers(self) -> set[str]:
-        """Trackers that some `restore best weights` reads: they keep weight snapshots."""
-        named = [[tracker_name(t, i, k, rule) for k, t in enumerate(_trackers(rule))]
-                 for i, rule in enumerate(self.definition.rules)]
-        everywhere = [name for names in named for name in names]
-        restored = set()
-        for rule, names in zip(self.definition.rules, named, strict=True):
-            for action in rule.actions:
-                if isinstance(action, n.Restore):
-                    if action.tracker is not None:
-                        restored.add(action.tracker.name)
-                    elif names or everywhere:
-                        restored.add((names or everywhere)[0])
-        return restored
 
     def constant(self, expr: n.Expr, what: str) -> Any:
         fn = ExprCompiler(self.params, set(), {}, self.label).compile(expr)
@@ -883,6 +869,23 @@ def _children(node: Any) -> Iterable[Any]:
             for leaf in item if isinstance(item, tuple) else (item,):
                 if isinstance(leaf, n.Node) and not isinstance(leaf, n.Ident):
                     yield leaf
+
+
+def restored_trackers(rules: list[n.Rule]) -> set[str]:
+    """Trackers that some `restore best weights` reads, in `for` bodies too: they keep weight
+    snapshots. An unnamed restore reads its own rule's first tracker, else the callback's."""
+    named = [[tracker_name(t, i, k, rule) for k, t in enumerate(_trackers(rule))]
+             for i, rule in enumerate(rules)]
+    everywhere = [name for names in named for name in names]
+    restored = set()
+    for rule, names in zip(rules, named, strict=True):
+        for action in flat_actions(rule.actions):
+            if isinstance(action, n.Restore):
+                if action.tracker is not None:
+                    restored.add(action.tracker.name)
+                elif names or everywhere:
+                    restored.add((names or everywhere)[0])
+    return restored
 
 
 def _trackers(rule: n.Rule) -> list[n.Stalls | n.Improves]:

@@ -700,7 +700,9 @@ class _ClassWriter:
         self.uses: set[str] = set()  # current_epoch, steps, stopped_epoch
         self.trackers: dict[int, _Tracker] = {}
         self.tracker_by_name: dict[str, _Tracker] = {}
-        self.restored = self._restored_trackers()
+        from cbdsl.compiler import restored_trackers
+
+        self.restored = restored_trackers([rule for _, rule in self.rules])
         self.mode_checks: dict[str, None] = {}  # parameters used as a tracker's mode
         self._collect_trackers()
 
@@ -719,22 +721,6 @@ class _ClassWriter:
             "E601", f"cannot write as plain Keras code: {message}",
             span if span is not None and span.line else None, path, source,
             hint="the compiled callback (cbdsl.compile) runs it"))
-
-    def _restored_trackers(self) -> set[str]:
-        from cbdsl.compiler import tracker_name
-
-        named = [[tracker_name(t, i, k, rule) for k, t in enumerate(_trackers(rule))]
-                 for i, rule in self.rules]
-        everywhere = [name for names in named for name in names]
-        restored = set()
-        for (_, rule), names in zip(self.rules, named, strict=True):
-            for action in flat_actions(rule.actions):
-                if isinstance(action, n.Restore):
-                    if action.tracker is not None:
-                        restored.add(action.tracker.name)
-                    elif names or everywhere:
-                        restored.add((names or everywhere)[0])
-        return restored
 
     def _collect_trackers(self) -> None:
         from cbdsl.compiler import tracker_name

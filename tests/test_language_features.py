@@ -304,3 +304,16 @@ def test_step_is_the_index_across_epochs_of_the_batch_at_its_begin_and_its_end()
             cb.on_train_batch_end(batch, {"loss": 1.0})
     assert cb.began == cb.ended == {0: 0, 1: 1, 2: 2, 3: 0, 4: 1, 5: 2}
     assert seen == [None, 1, None, 3, None, 5]
+
+
+def test_restore_inside_a_for_body_restores_the_best_weights():
+    (cb,) = cbdsl.compile('on epoch_end when loss stalls 1 as w do for k in logs when k == "loss" '
+                          "do (restore best weights of w)")
+    model = StubModel()
+    cb.set_model(model)
+    cb.on_train_begin({})
+    for epoch, loss in enumerate([1.0, 2.0]):
+        cb.on_epoch_begin(epoch, {})
+        model.weights_version = epoch
+        cb.on_epoch_end(epoch, {"loss": loss})
+    assert model.weights_version == 0  # the weights of epoch 0, the best loss
