@@ -47,10 +47,9 @@ def pythonize(checked: CheckedProgram) -> str:
     Example:
 
     ```python
-    source = pythonize(cbdsl.check("policy.cbd"))
-    namespace = {}
-    exec(compile(source, "policy.py", "exec"), namespace)
-    model.fit(x, y, callbacks=[namespace["Policy"]()])
+    pathlib.Path("policy_callbacks.py").write_text(pythonize(cbdsl.check("policy.cbd")))
+    from policy_callbacks import Policy  # reviewed, then imported like any module
+    model.fit(x, y, callbacks=[Policy()])
     ```
 
     Args:
@@ -2028,20 +2027,20 @@ class _ClassWriter:
             x = args[0]
             return Code(f"{x.at(ATOM)}.item() if isinstance({x.text}, np.ndarray | np.generic) "
                         f"else {x.at(TERNARY + 1)}", TERNARY)
-        if name == "keys":
-            arg = e.args[0]
-            known = (isinstance(arg, n.Name) and arg.id == "logs") or (
-                self.iterable_kind(arg) == "dict" and not self.may_be_none(arg))
-            return Code(f"list({texts[0]})" if known else f"list({args[0].at(OR + 1)} or ())")
+        if name in ("keys", "sorted"):
+            arg, call = e.args[0], "list" if name == "keys" else "sorted"
+            if name == "keys":  # `x or ()` only where x may be none or not a table
+                known = (isinstance(arg, n.Name) and arg.id == "logs") or (
+                    self.iterable_kind(arg) == "dict" and not self.may_be_none(arg))
+            else:
+                known = not self.may_be_none(arg)
+            return Code(f"{call}({texts[0]})" if known
+                        else f"{call}({args[0].at(OR + 1)} or ())")
         if name == "startswith":
             return Code(f"{args[0].at(ATOM)}.startswith({texts[1]})")
         if name == "file_empty":
             self.module.helpers.add("file_empty")
             return Code(f"file_empty({texts[0]})")
-        if name == "sorted":
-            arg = e.args[0]
-            return Code(f"sorted({texts[0]})" if not self.may_be_none(arg)
-                        else f"sorted({args[0].at(OR + 1)} or ())")
         if name in ("min", "max", "abs", "round", "float", "int"):  # Python's own
             return Code(f"{name}({', '.join(texts)})")
         raise self.error(f"the function '{name}'", e)
