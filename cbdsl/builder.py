@@ -302,6 +302,11 @@ class Builder(Transformer):
         args, keywords = arguments or ((), ())
         return n.CallPython(_ident(token), args, keywords, _span(meta))
 
+    def effect(self, meta, children):
+        group, name, arguments = children
+        args, keywords = arguments or ((), ())
+        return n.Effect(_ident(group), _ident(name), args, keywords, _span(meta))
+
     def actions(self, meta, children):
         return tuple(children)
 
@@ -335,8 +340,11 @@ class Builder(Transformer):
         return n.Require(condition, message, _span(meta))
 
     def var_decl(self, meta, children):
-        token, value = children
-        return n.VarDecl(_ident(token), value, _span(meta))
+        kept, token, value = children
+        return n.VarDecl(_ident(token), value, _span(meta), kept is not None)
+
+    def keep(self, meta, children):
+        return True
 
     def import_(self, meta, children):
         (token,) = children

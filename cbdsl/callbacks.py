@@ -25,8 +25,10 @@ __all__ = [
     "LambdaCallback",
     "LearningRateScheduler",
     "ModelCheckpoint",
+    "ProgbarLogger",
     "ReduceLROnPlateau",
     "RemoteMonitor",
+    "SwapEMAWeights",
     "TerminateOnNaN",
     "rule_file",
 ]
@@ -329,3 +331,40 @@ def ModelCheckpoint(
         filepath=os.fspath(filepath), monitor=monitor, verbose=verbose,
         save_best_only=save_best_only, save_weights_only=save_weights_only, mode=mode,
         save_freq=save_freq, initial_value_threshold=initial_value_threshold))
+
+
+def SwapEMAWeights(swap_on_epoch: bool = False, restore_after_predict: bool = False) -> Any:
+    """Evaluate with the optimizer's moving averages of the weights (EMA), then swap back.
+
+    Compiled from `rules/swap_ema_weights.cbd`; arguments as `keras.callbacks.SwapEMAWeights`,
+    plus `restore_after_predict`. Use it with an optimizer built with `use_ema=True`.
+
+    Args:
+        swap_on_epoch: also hold the averages in the model from each epoch's end to the next
+            epoch's start (for callbacks such as ModelCheckpoint listed after this one), and
+            end training with them.
+        restore_after_predict: swap the trained weights back after `predict`. Keras's class
+            leaves the averages in the model after `predict` (its `on_predict_end` tests the
+            wrong way round); False, the default, does the same, as a drop-in.
+
+    Returns:
+        A `keras.callbacks.Callback`; `swapped` says whether the averages are in the model.
+
+    Raises:
+        ValueError: at the first swap, when the optimizer keeps no moving averages
+            (`use_ema=False`), as Keras raises.
+    """
+    return _build("swap_ema_weights", dict(swap_on_epoch=swap_on_epoch,
+                                           restore_after_predict=restore_after_predict))
+
+
+def ProgbarLogger() -> Any:
+    """Print a progress bar with the metrics, as Keras's ProgbarLogger (and `fit(verbose=1)`).
+
+    Compiled from `rules/progbar_logger.cbd`. The bar is Keras's own `Progbar`; the callback
+    counts as Keras's ProgbarLogger, so `fit` adds no bar of its own beside it.
+
+    Returns:
+        A `keras.callbacks.Callback` that is also a `keras.callbacks.ProgbarLogger`.
+    """
+    return _build("progbar_logger", {})

@@ -800,11 +800,11 @@ class RuleChecker:
                 self.check_mode(option.value, node)
             else:
                 kind_given = self.scope.infer(option.value, self.checker, None)
-                want = ("bool",) if name in ("weights", "only") else ("int", "float", "number",
-                                                                      "none", "any")
+                want = ("bool",) if name in ("weights", "only", "keep") else (
+                    "int", "float", "number", "none", "any")
                 if kind_given not in (*want, "any"):
                     self.report("E211", f"option '{name}' takes a number, not a {kind_given}"
-                                if name not in ("weights", "only") else
+                                if name not in ("weights", "only", "keep") else
                                 f"option '{name}' takes true or false, not a {kind_given}",
                                 option.value.span)
         mode = mode_of(node, self.scope.params)
@@ -881,6 +881,8 @@ class RuleChecker:
             if not any(isinstance(x, n.Stalls) for x in walk(self.rule.condition)):
                 self.report("E205", "'cooldown' needs a 'stalls' predicate in the same rule",
                             action.span)
+        elif isinstance(action, n.Effect):
+            self.check_effect(action)
         elif isinstance(action, n.CallPython):
             info = self.scope.params.get(action.func.name)
             if info is None or info.type != "python":
@@ -890,6 +892,51 @@ class RuleChecker:
             for arg in (*action.args, *(k.value for k in action.keywords)):
                 if not (isinstance(arg, n.Name) and arg.id == "logs"):
                     self.check_expr(arg)
+
+    def check_effect(self, action: n.Effect) -> None:
+        """`group.name(args)`: a known effect, its arguments bound and typed, in its events."""
+        name = action.full_name
+        effect = vocab.EFFECTS.get(name)
+        for arg in (*action.args, *(k.value for k in action.keywords)):
+            self.check_expr(arg)
+        if effect is None:
+            self.report("E222", f"unknown effect '{name}'", action.span,
+                        did_you_mean(name, vocab.EFFECTS)
+                        or "effects: " + ", ".join(vocab.EFFECTS))
+            return
+        where = f"'{name}'"
+        if len(action.args) > len(effect.params):
+            self.report("E203", f"{where} takes at most {len(effect.params)} positional "
+                        f"argument{'s' if len(effect.params) != 1 else ''}, "
+                        f"{len(action.args)} given", action.span, effect.signature())
+            return
+        bound = dict(zip((p.name for p in effect.params), action.args, strict=False))
+        params = {p.name: p for p in effect.params}
+        for keyword in action.keywords:
+            key = keyword.name.name
+            if key not in params:
+                self.report("E203", f"{where} has no argument '{key}'", keyword.name.span,
+                            did_you_mean(key, params) or effect.signature())
+            elif key in bound:
+                self.report("E218", f"argument '{key}' given twice", keyword.name.span)
+            else:
+                bound[key] = keyword.value
+        for param in effect.params:
+            if param.required and param.name not in bound:
+                self.report("E203", f"{where} needs '{param.name}'", action.span,
+                            effect.signature())
+            elif param.name in bound and param.type != "any":
+                given = self.scope.infer(bound[param.name], self.checker, None)
+                accepted = ("int", "float", "number") if param.type == "number" else \
+                    (param.type,)
+                if given not in (*accepted, "any", "none"):
+                    self.report("E221", f"'{param.name}' of {where} takes a {param.type}, not a "
+                                f"{given}", bound[param.name].span)
+        if effect.events is not None:
+            for event in self.events:
+                if event.name not in effect.events:
+                    self.report("E205", f"{where} is not allowed in {event.name}", action.span,
+                                f"{name} runs in " + ", ".join(sorted(effect.events)))
 
     def check_write_row(self, action: n.WriteRow) -> None:
         self.check_expr(action.row)
@@ -1104,7 +1151,7 @@ def walk(expr: Any) -> Iterator[Any]:
             stack += [e for _, e in reversed(node.rest)] + [node.first]
         elif t is n.Conditional:
             stack += (node.orelse, node.cond, node.then)
-        elif t in (n.Call, n.CallPython):
+        elif t in (n.Call, n.CallPython, n.Effect):
             stack += [k.value for k in node.keywords] + list(reversed(node.args))
         elif t is n.Table:
             for key, value in reversed(node.entries):
@@ -1166,7 +1213,7 @@ def names_read(rule: n.Rule) -> set[str]:
             exprs += [action.file, *(o.value for o in action.options)]
         if isinstance(action, n.Set) and (action.op != "=" or action.index is not None):
             found.add(action.var.name)
-        if isinstance(action, n.CallPython):
+        if isinstance(action, n.CallPython | n.Effect):
             exprs += [*action.args, *(k.value for k in action.keywords)]
     for expr in exprs:
         for node in walk(expr):

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cbdsl import effects, runtime, vocab
 from cbdsl import nodes as n
-from cbdsl import runtime, vocab
 from cbdsl.checker import (
     REQUIRED,
     CheckedProgram,
@@ -94,6 +94,7 @@ class TrackerSpec:
     baseline: float | None
     keep_weights: bool
     only: Fn | None = None  # `with only = COND`: checked only where COND holds
+    kept: bool = False  # `with keep = true`: kept across `fit` calls
 
 
 @dataclass
@@ -594,8 +595,9 @@ class DefinitionCompiler:
         stalls = int(self.constant(node.count, "patience")) if isinstance(node, n.Stalls) \
             else None
         only = exprs.compile(options["only"]) if "only" in options else None
+        kept = bool(self.constant(options["keep"], "keep")) if "keep" in options else False
         return TrackerSpec(id(node), name, exprs.compile(node.subject), metric, stalls, mode,
-                           float(min_delta), baseline, keep, only)
+                           float(min_delta), baseline, keep, only, kept)
 
     def action(self, action: n.Action, rule: CompiledRule, exprs: ExprCompiler,
                where: str) -> Callable[[Context], str]:
@@ -718,6 +720,8 @@ class DefinitionCompiler:
                     c.cb.state.trackers[name].cooldown = k
                 return f"cooldown {k}" if k else ""
             return cooldown
+        if isinstance(action, n.Effect):
+            return self.effect(action, exprs, where)
         if isinstance(action, n.CallPython):
             hook = self.params[action.func.name]
             args = [exprs.compile(a) for a in action.args]
@@ -729,6 +733,21 @@ class DefinitionCompiler:
                 return f"call {label}"
             return call
         raise AssertionError(f"no compiler for {type(action).__name__}")  # pragma: no cover
+
+    def effect(self, action: n.Effect, exprs: ExprCompiler,
+               where: str) -> Callable[[Context], str]:
+        """`group.name(args)`: the runtime primitive, with its arguments bound by name."""
+        spec = vocab.EFFECTS[action.full_name]
+        names = [p.name for p in spec.params]
+        given = {**{names[i]: exprs.compile(a) for i, a in enumerate(action.args)},
+                 **{k.name.name: exprs.compile(k.value) for k in action.keywords}}
+        defaults = {p.name: p.default for p in spec.params if not p.required}
+        run = effects.IMPLEMENTATIONS[spec.name]
+
+        def effect(c: Context) -> str:
+            arguments = {**defaults, **{k: fn(c) for k, fn in given.items()}}
+            return run(c.cb, where=where, **arguments)
+        return effect
 
     def write_row(self, action: n.WriteRow, exprs: ExprCompiler,
                   where: str) -> Callable[[Context], str]:
@@ -924,9 +943,11 @@ def compiled_base() -> type:
         rules_by_event: dict[str, list[CompiledRule]] = {}
         initial_variables: dict[str, Callable[[], Any]] = {}
         tracker_names: tuple[str, ...] = ()
+        kept: frozenset[str] = frozenset()  # variables and trackers kept across `fit` calls
         trackers_by_event: dict[str, list[TrackerSpec]] = {}
         phase = "train"
         records = False  # whether a `record` action makes this a History
+        deferred: list[Any] = []  # backups to write once this event's rules have run
 
         def __init__(self, arguments: dict[str, Any]):
             super().__init__()
@@ -938,12 +959,17 @@ def compiled_base() -> type:
         def reset_state(self) -> None:
             """Start every counter, best value and variable afresh (done at train begin).
 
-            The recorded history is kept across `fit` calls, as Keras's History keeps it.
+            The recorded history is kept across `fit` calls, as Keras's History keeps it, and so
+            are `keep var` variables and trackers `with keep = true`.
             """
+            old = self.__dict__.get("state")
+            kept = self.kept if old is not None else frozenset()
             self.state = runtime.CallbackState(
-                variables={k: make() for k, make in self.initial_variables.items()},
-                trackers={k: runtime.TrackerState() for k in self.tracker_names},
-                history=self.state.history if "state" in self.__dict__ else {})
+                variables={k: old.variables[k] if k in kept and k in old.variables else make()
+                           for k, make in self.initial_variables.items()},
+                trackers={k: old.trackers[k] if k in kept and k in old.trackers
+                          else runtime.TrackerState() for k in self.tracker_names},
+                history=old.history if old is not None else {})
 
         def step_index(self, batch: int | None) -> int | None:
             """The 0-based index across epochs of the train batch `batch` (of this event)."""
@@ -976,6 +1002,8 @@ def compiled_base() -> type:
             counters = {"epoch": epoch, "batch": batch, "step": self.step_index(batch)}
             for rule in self.rules_by_event[event]:
                 rule.run(ctx, event, counters)
+            if self.deferred:  # backups waiting for this event's last compiled callback
+                effects.run_deferred(self)
 
         def __getattr__(self, name: str) -> Any:
             if name in ("state", "tracker_names") or name.startswith("__"):
@@ -1026,6 +1054,7 @@ def _hook(event: vocab.Event, needs_epoch_begin: bool, counts_steps: bool,
     elif name == "train_begin":
         def hook(self, logs=None):
             self.reset_state()
+            effects.join_fit(self)
             if name in self.rules_by_event:
                 self._run(name, phase, logs)
     elif name == "train_end" and records:
@@ -1066,6 +1095,9 @@ def build_class(definition: Definition, params: dict[str, Any], label: str) -> t
         "rules_by_event": rules_by_event,
         "initial_variables": initial,
         "tracker_names": tracker_names,
+        "kept": frozenset({v.name.name for v in definition.variables if v.kept} | {
+            t.name for rules in rules_by_event.values() for r in rules for t in r.trackers
+            if t.kept}),
         "trackers_by_event": {e: [t for r in rules for t in r.trackers]
                               for e, rules in rules_by_event.items()},
         "__doc__": definition.doc or f"Compiled from the cbdsl rules of '{definition.name}'.",
@@ -1079,7 +1111,11 @@ def build_class(definition: Definition, params: dict[str, Any], label: str) -> t
     for event in events:
         if event.level != "signal":
             namespace[event.hook] = _hook(event, needs_epoch, counts_steps, records)
-    return type(_class_name(definition.name), (compiled_base(),), namespace)
+    bases: tuple[type, ...] = (compiled_base(),)
+    if any(isinstance(a, n.Effect) and a.group.name == "progress"
+           for r in definition.rules for a in flat_actions(r.actions)):
+        bases += (effects.progress_display_base(),)  # Keras then adds no bar of its own
+    return type(_class_name(definition.name), bases, namespace)
 
 
 def _copy(value: Any) -> Any:

@@ -191,6 +191,12 @@ class _Words:
             if a.otherwise is not None:
                 words += f"; if the server cannot be reached, {self.action(a.otherwise)}"
             return words
+        if isinstance(a, n.Effect):
+            effect = vocab.EFFECTS.get(a.full_name)
+            args = [self.text(x) for x in a.args]
+            args += [f"{k.name.name} = {self.text(k.value)}" for k in a.keywords]
+            what = effect.doc.split(";")[0] if effect else a.full_name
+            return f"{what} [{a.full_name}({', '.join(args)})]"
         if isinstance(a, n.For):
             names = " and ".join(i.name for i in a.names)
             cond = f" where {self.expr(a.condition)}" if a.condition is not None else ""

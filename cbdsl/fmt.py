@@ -25,7 +25,7 @@ INDENT = "  "
 
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {")", "]", "}"}
-_CALL_PARENTS = {"func", "use", "call", "param_list", "extends"}
+_CALL_PARENTS = {"func", "use", "call", "effect", "param_list", "extends"}
 _CLAUSES = {"every", "after", "from_", "before", "once", "priority"}
 _COMMENT = re.compile(r"#[^\n]*")
 

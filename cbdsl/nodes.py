@@ -379,6 +379,21 @@ class Post(Node):
 
 
 @dataclass(frozen=True)
+class Effect(Node):
+    """`group.name(args)`: a runtime primitive (`progress.update(seen, values = logs)`)."""
+
+    group: Ident
+    name: Ident
+    args: tuple[Expr, ...] = ()
+    keywords: tuple[Keyword, ...] = ()
+    span: Span = _span()
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.group.name}.{self.name.name}"
+
+
+@dataclass(frozen=True)
 class Record(Node):
     """`record`: append the epoch and every log value to the callback's history."""
 
@@ -386,7 +401,7 @@ class Record(Node):
 
 
 Action = Union[Assign, Stop, Save, Restore, Log, Print, Warn, Set, Cooldown,  # noqa: UP007
-               CallPython, Fail, Record, For, WriteFile, WriteRow, Post]
+               CallPython, Fail, Record, For, WriteFile, WriteRow, Post, Effect]
 
 # ------------------------------------------------------------ rules and files
 
@@ -414,9 +429,12 @@ class ParamDecl(Node):
 
 @dataclass(frozen=True)
 class VarDecl(Node):
+    """`[keep] var NAME = VALUE`: a state variable; `keep` keeps it across `fit` calls."""
+
     name: Ident
     value: Expr
     span: Span = _span()
+    kept: bool = False
 
 
 @dataclass(frozen=True)

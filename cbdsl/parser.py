@@ -23,13 +23,14 @@ _ACTION_START = {"stop", "save", "restore", "print", "warn", "set", "cooldown", 
                  "for", "record", "write", "append", "post"}
 # Tokens that can start an expression; when these are acceptable, say "an expression".
 _EXPR_START = {"NAME", "NUMBER", "STRING", "(", "-", "+", "{", "true", "false", "none", "not",
-               "log", "cooldown", "append", "epoch", "epochs", "batch", "batches", "step", "steps"}
+               "log", "cooldown", "append", "keep", "epoch", "epochs", "batch", "batches", "step",
+               "steps"}
 # Words that end or join clauses: where an expression was due, one of these means it is missing,
 # not that a reserved word was meant as a name.
 _CLAUSE_WORDS = {"do", "when", "to", "else", "with", "as", "on", "and", "or", "not", "if", "in",
                  "is", "of", "at", "from", "every", "after", "before", "once", "priority"}
 # Keywords that are also accepted as names in some places (grammar: soft_name, field_name).
-_SOFT_NAMES = {"cooldown", "weights", "best", "append"}
+_SOFT_NAMES = {"cooldown", "weights", "best", "append", "keep"}
 
 
 @functools.cache
@@ -226,6 +227,8 @@ def describe_expected(terminals) -> str:
         values -= _SOFT_NAMES  # said by "a name" or "an expression"
     if "in" in values:
         values.discard("not")  # `not in`: an operator here, said by "an operator"
+    if "=" in values:  # after an action's first name, `lr =` is what was meant, not an effect
+        values.discard(".")
     operators = bool(values & _OPERATORS)
     values -= _OPERATORS
     words = sorted(f"'{v}'" for v in values if v not in _WORDS) + sorted(

@@ -862,6 +862,8 @@ class _ClassWriter:
             out.append(Line("self._steps = 0  # train batches so far, across epochs"))
             out.append(Line("self._last_batch = None"))
         for name, var in self.variables.items():
+            if var.kept and not initial:
+                continue  # `keep var`: set once, kept across fit calls
             scope = _Scope(None, params="self", logs="{}")
             value = self.expr(var.value, scope)
             text = value.text
@@ -870,6 +872,9 @@ class _ClassWriter:
                 text = f"dict({text})" if self.params[var.value.id].type == "table" else text
             out.append(Line(f"self.{self.attr[name]} = {text}"))
         for tracker in self.trackers.values():
+            if not initial and any(o.name.name == "keep" and isinstance(o.value, n.Bool)
+                                   and o.value.value for o in tracker.node.options):
+                continue  # `with keep = true`: kept across fit calls
             a = tracker.attrs
             used = self.tracker_fields_used(tracker)
             if isinstance(tracker.node, n.Stalls) or "wait" in used:
@@ -1622,6 +1627,8 @@ class _ClassWriter:
             return self.post(action, scope, rule, guarded_calls)
         if isinstance(action, n.For):
             return self.loop(action, scope, rule, guarded_calls)
+        if isinstance(action, n.Effect):
+            raise self.error(f"the effect '{action.full_name}' is cbdsl's runtime", action)
         raise self.error(f"the action '{type(action).__name__}'", action)
 
     def post(self, action: n.Post, scope: _Scope, rule: n.Rule, guarded_calls: bool) -> list:

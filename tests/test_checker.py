@@ -246,13 +246,19 @@ CASES = {
         "<string>:2:39: error E209: 's' is already defined\n"
         "2 | on epoch_end when val_auc improves as s do print 'x'\n"
         "                                          ^"),
+    # ------------------------------------------------------------- E222
+    "E222-unknown-effect": (
+        "on epoch_end do progres.update(1)",
+        "<string>:1:17: error E222: unknown effect 'progres.update'\n"
+        "1 | on epoch_end do progres.update(1)\n"
+        "                    ^^^^^^^^^^^^^^^^^ did you mean 'progress.update'?"),
     # ------------------------------------------------------------- E210
     "E210-unknown-option": (
         "on epoch_end when val_loss stalls 3 with patience = 2 do stop",
         "<string>:1:42: error E210: 'stalls' has no option 'patience'\n"
         "1 | on epoch_end when val_loss stalls 3 with patience = 2 do stop\n"
         "                                             ^^^^^^^^ options: mode, min_delta, "
-        "baseline, weights, only"),
+        "baseline, weights, only, keep"),
     "E210-option-did-you-mean": (
         "on epoch_end when val_auc improves with min_detla = 0.1 do stop",
         "<string>:1:41: error E210: 'improves' has no option 'min_detla'\n"
@@ -465,7 +471,7 @@ def test_rendered_diagnostic(source, expected):
 def test_every_error_code_the_checker_emits_is_covered():
     emitted = {"E201", "E202", "E203", "E204", "E205", "E206", "E207", "E208", "E209", "E210",
                "E211", "E212", "E213", "E214", "E215", "E216", "E217", "E218", "E219", "E220",
-               "E221"}
+               "E221", "E222"}
     covered = {name[:4] for name in CASES}
     assert emitted <= covered
     assert emitted == {c for c in CODES if c.startswith("E2")}

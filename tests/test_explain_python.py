@@ -46,6 +46,10 @@ SHIPPED = [*RULES, *EXAMPLES, DEMO]
 # shipped file can; `test_not_expressible_*` below show the error for features that cannot.
 NOT_EXPRESSIBLE: dict[str, str] = {
     "model_checkpoint.cbd": "fill() and the tracker option 'only'",
+    "progbar_logger.cbd": "the effects progress.start and progress.update",
+    "swap_ema_weights.cbd": "the effects ema.swap and ema.finalize",
+    "backup_and_restore.cbd": "the effects backup.store, backup.resume and backup.clear",
+    "tensorboard.cbd": "the tensorboard effects",
 }
 
 NAN, INF = math.nan, math.inf
