@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 __all__ = [
+    "BackupAndRestore",
     "BaseLogger",
     "CSVLogger",
     "EarlyStopping",
@@ -29,6 +30,7 @@ __all__ = [
     "ReduceLROnPlateau",
     "RemoteMonitor",
     "SwapEMAWeights",
+    "TensorBoard",
     "TerminateOnNaN",
     "rule_file",
 ]
@@ -368,3 +370,82 @@ def ProgbarLogger() -> Any:
         A `keras.callbacks.Callback` that is also a `keras.callbacks.ProgbarLogger`.
     """
     return _build("progbar_logger", {})
+
+
+def BackupAndRestore(backup_dir: str | os.PathLike[str], save_freq: str | int = "epoch",
+                     double_checkpoint: bool = False, delete_checkpoint: bool = True) -> Any:
+    """Back up the training state, and resume from it when `fit` is started again.
+
+    Compiled from `rules/backup_and_restore.cbd`; arguments and files as
+    `keras.callbacks.BackupAndRestore` (either one resumes from the other's backup). The backup
+    also holds the state of every compiled callback of the fit, which a resumed fit restores.
+
+    Args:
+        backup_dir: the directory of the backup; nothing else should be kept there.
+        save_freq: `"epoch"` to back up at the end of every epoch, or an int: back up once
+            that many batches have ended since the last backup.
+        double_checkpoint: keep the previous backup too, to resume from if the latest one
+            cannot be read.
+        delete_checkpoint: remove the backup when training ends.
+
+    Returns:
+        A `keras.callbacks.Callback`.
+
+    Raises:
+        ValueError: `backup_dir` is empty or `save_freq` is neither `"epoch"` nor an int, and,
+            at `fit`, when the model is not built.
+
+    Example:
+
+    ```python
+    backup = BackupAndRestore("/tmp/backup")
+    model.fit(x, y, epochs=10, callbacks=[backup, ReduceLROnPlateau(patience=2)])
+    # killed at epoch 6? the same call resumes at epoch 6, with the rules' counters too
+    ```
+    """
+    return _build("backup_and_restore", dict(
+        backup_dir=os.fspath(backup_dir) if backup_dir is not None else None,
+        save_freq=save_freq, double_checkpoint=double_checkpoint,
+        delete_checkpoint=delete_checkpoint))
+
+
+def TensorBoard(
+    log_dir: str | os.PathLike[str] = "logs",
+    histogram_freq: int = 0,
+    write_graph: bool = True,
+    write_images: bool = False,
+    write_steps_per_second: bool = False,
+    update_freq: str | int = "epoch",
+    profile_batch: int | str | tuple[int, int] = 0,
+    embeddings_freq: int = 0,
+    embeddings_metadata: str | dict[str, str] | None = None,
+) -> Any:
+    """Write TensorBoard summaries: the logs, weight histograms, the graph, a profile.
+
+    Compiled from `rules/tensorboard.cbd`; arguments and event-file contents as
+    `keras.callbacks.TensorBoard` (summaries are written with TensorFlow, on any backend).
+
+    Args:
+        log_dir: where the event files go (`train/` and `validation/` inside).
+        histogram_freq: every how many epochs to write the weights' histograms (0: never).
+        write_graph: write the model's configuration and, on TensorFlow, its train graph.
+        write_images: with the histograms, each weight drawn as an image.
+        write_steps_per_second: also write the training speed.
+        update_freq: `"epoch"`, `"batch"`, or every how many batches to write the batch logs.
+        profile_batch: a batch to profile, or a range `(start, stop)` or `"start,stop"`
+            (0: none; TensorFlow and JAX only).
+        embeddings_freq: every how many epochs to save the Embedding layers for the projector.
+        embeddings_metadata: a metadata file for every Embedding layer, or one per layer name.
+
+    Returns:
+        A `keras.callbacks.Callback`.
+
+    Raises:
+        ValueError: a `profile_batch` that is not a batch or a range, or one on a backend
+            that cannot profile.
+    """
+    return _build("tensorboard", dict(
+        log_dir=os.fspath(log_dir), histogram_freq=histogram_freq, write_graph=write_graph,
+        write_images=write_images, write_steps_per_second=write_steps_per_second,
+        update_freq=update_freq, profile_batch=profile_batch, embeddings_freq=embeddings_freq,
+        embeddings_metadata=embeddings_metadata))

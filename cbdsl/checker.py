@@ -532,7 +532,7 @@ class Scope:
                 return self.params[expr.id].type
             if expr.id in self.variables:
                 return self.variables[expr.id]
-            if expr.id in ("epoch", "batch", "step", "epochs", "verbose"):
+            if expr.id in ("epoch", "batch", "step", "epochs", "verbose", "iterations"):
                 return "int"
             if expr.id == "logs":
                 return "table"
@@ -547,8 +547,8 @@ class Scope:
         if t is n.BinOp:
             left = self.infer(expr.left, checker, event)
             right = self.infer(expr.right, checker, event)
-            if expr.op in ("+",) and left == right == "str":
-                return "str"
+            if expr.op == "+" and "str" in (left, right) and {left, right} <= {"str", "any"}:
+                return "str"  # a string joined with a string, or with what may be one
             if left == right == "int" and expr.op in ("+", "-", "*", "//", "%", "**"):
                 return "int"
             return "number"
@@ -569,8 +569,12 @@ class Scope:
                 return "bool"
             if name == "json":
                 return "str"
-            if name in ("type", "format", "fill"):
+            if name in ("type", "format", "fill", "backend", "path", "removeprefix"):
                 return "str"
+            if name == "split":
+                return "table"  # a list
+            if name == "len":
+                return "int"
             if name == "endswith":
                 return "bool"
             return "number"
@@ -764,7 +768,7 @@ class RuleChecker:
             if kind not in ("table", "any"):
                 self.report("E203", f"'{name}' needs a table first, got a {kind}",
                             node.args[0].span, "a table is written {3: 0.05, 6: 0.01}")
-        elif name in ("startswith", "file_empty"):
+        elif name in ("startswith", "file_empty", "path", "split", "removeprefix"):
             for arg in node.args:
                 kind = self.scope.infer(arg, self.checker, None)
                 if kind not in ("str", "any"):

@@ -470,6 +470,8 @@ def name_reader(name: str) -> Fn:
         return lambda c: (c.cb.params or {}).get("metrics")
     if name == "missing":
         return lambda c: c.missing
+    if name == "iterations":
+        return lambda c: runtime.read_iterations(c.cb.model)
     return lambda c: c.metric(name)
 
 

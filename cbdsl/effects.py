@@ -153,15 +153,15 @@ class Backup:
     where: str
 
 
-def backup_store(cb: Any, *, where: str, dir: Any, epoch: Any, batch: Any = 0,
-                keep_previous: Any = False) -> str:
+def backup_store(cb: Any, *, where: str, dir: Any, epochs_done: Any, batch_index: Any = 0,
+                 keep_previous: Any = False) -> str:
     """Back up once every compiled callback of the fit has run this event.
 
     The weights, the epoch and the rules' state are written together, after the last
     compiled callback with rules for this event has run them, so that the states saved are
     all of the same moment, whatever the order of the callbacks.
     """
-    backup = Backup(str(dir), int(epoch), int(batch), bool(keep_previous), where)
+    backup = Backup(str(dir), int(epochs_done), int(batch_index), bool(keep_previous), where)
     fit = _FITS.get(cb.model)
     members = [m for m in (fit.members if fit else [cb]) if cb.event in m.rules_by_event]
     last = members[-1] if members and cb in members else cb

@@ -30,7 +30,7 @@ _EXPR_START = {"NAME", "NUMBER", "STRING", "(", "-", "+", "{", "true", "false", 
 _CLAUSE_WORDS = {"do", "when", "to", "else", "with", "as", "on", "and", "or", "not", "if", "in",
                  "is", "of", "at", "from", "every", "after", "before", "once", "priority"}
 # Keywords that are also accepted as names in some places (grammar: soft_name, field_name).
-_SOFT_NAMES = {"cooldown", "weights", "best", "append", "keep"}
+_SOFT_NAMES = {"cooldown", "weights", "best", "append", "keep", "epoch", "batch", "step"}
 
 
 @functools.cache

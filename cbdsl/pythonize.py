@@ -481,7 +481,7 @@ CALLBACK_ATTRS = frozenset({
 # Local names the writer itself uses in hook methods.
 RESERVED_LOCALS = frozenset({
     "self", "epoch", "batch", "logs", "lr", "missing", "filepath", "f", "in_cooldown",
-    "math", "json", "os", "warnings", "keras", "np", "is_improvement", "piecewise",
+    "math", "json", "os", "time", "warnings", "keras", "np", "is_improvement", "piecewise",
     "call_schedule", "file_empty", "write_row", "csv_field", "abs", "min", "max", "round",
     "float", "int", "bool", "list", "dict", "sorted",
     "str", "print", "len", "isinstance", "enumerate", "format", "type", "super", "None",
@@ -586,7 +586,7 @@ class _Module:
             helpers.update(HELPER_NEEDS.get(name, ()))
         for name in helpers:
             self.imports |= HELPER_IMPORTS[name]
-        std = sorted(m for m in self.imports if m in ("json", "math", "os", "warnings"))
+        std = sorted(m for m in self.imports if m in ("json", "math", "os", "time", "warnings"))
         third = [line for key, line in (("keras", "import keras"),
                                         ("numpy", "import numpy as np")) if key in self.imports]
         lines = head + [f"import {m}" for m in std]
@@ -1890,6 +1890,8 @@ class _ClassWriter:
             return Code("self.stopped_epoch")
         if name == "missing":
             return Code("missing")
+        if name == "iterations":
+            return Code("int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))")
         return self.metric(name, scope)
 
     def metric(self, key: str, scope: _Scope) -> Code:
@@ -2048,8 +2050,20 @@ class _ClassWriter:
         if name == "file_empty":
             self.module.helpers.add("file_empty")
             return Code(f"file_empty({texts[0]})")
-        if name in ("min", "max", "abs", "round", "float", "int"):  # Python's own
+        if name in ("min", "max", "abs", "round", "float", "int", "len"):  # Python's own
             return Code(f"{name}({', '.join(texts)})")
+        if name == "backend":
+            return Code("keras.backend.backend()")
+        if name == "now":
+            self.module.imports.add("time")
+            return Code("time.time()")
+        if name == "path":
+            self.module.imports.add("os")
+            return Code(f"os.path.join({', '.join(texts)})")
+        if name == "removeprefix":
+            return Code(f"{args[0].at(ATOM)}.removeprefix({texts[1]})")
+        if name == "split":
+            return Code(f"{args[0].at(ATOM)}.split({texts[1]})")
         raise self.error(f"the function '{name}'", e)
 
 

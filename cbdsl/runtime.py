@@ -266,6 +266,14 @@ def read_lr(model: Any) -> float:
     return float(ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
+def read_iterations(model: Any) -> int:
+    """The optimizer's step count (`model.optimizer.iterations`) as an int; 0 without one."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return 0
+    return int(np.asarray(optimizer.iterations))
+
+
 def write_lr(model: Any, value: float, where: str) -> None:
     """Set the optimizer's learning rate; a schedule-backed optimizer is a clear TypeError."""
     if not isinstance(value, int | float | np.floating | np.integer) or math.isnan(value):

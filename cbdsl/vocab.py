@@ -82,6 +82,7 @@ BUILTIN_NAMES: dict[str, str] = {
     "metrics": "the metric names `fit` passes in its params (Keras 2), or none",
     "available": "the names in the event's logs, joined by commas",
     "missing": "the metric a rule read and did not find (metric_missing only)",
+    "iterations": "the optimizer's count of training steps (`model.optimizer.iterations`)",
 }
 
 
@@ -226,10 +227,12 @@ EFFECTS: dict[str, Effect] = {
         Effect("ema.swap", (), "exchange the model's trainable weights and the optimizer's "
                "moving averages of them (an optimizer with use_ema=True)"),
         Effect("ema.finalize", (), "set the optimizer's moving averages to the model's weights"),
-        Effect("backup.store", (EffectParam("dir", "str"), EffectParam("epoch", "number"),
-                               _opt("batch", "number", 0), _opt("keep_previous", "bool", False)),
+        Effect("backup.store", (EffectParam("dir", "str"), EffectParam("epochs_done", "number"),
+                                _opt("batch_index", "number", 0),
+                                _opt("keep_previous", "bool", False)),
                "back up the training state to a directory: the weights (with the optimizer's), "
-               "the epoch to resume at, and the state of every compiled callback of the fit; "
+               "the epochs done (where a resumed fit starts), the batch index, and the state of "
+               "every compiled callback of the fit; "
                "`keep_previous` keeps the last backup beside the new one",
                frozenset({"epoch_end", "train_batch_end"})),
         Effect("backup.resume", (EffectParam("dir", "str"),),
@@ -324,6 +327,33 @@ def _format(value: Any, spec: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _path(*parts: Any) -> str:
+    import os
+
+    if not all(isinstance(p, str) for p in parts):
+        raise ValueError("needs strings, got " + ", ".join(type_of_value(p) for p in parts))
+    return os.path.join(*parts)
+
+
+def _split(text: str, separator: str) -> list[str]:
+    if not isinstance(text, str) or not isinstance(separator, str):
+        raise ValueError(f"needs two strings, got {type_of_value(text)} and "
+                         f"{type_of_value(separator)}")
+    return text.split(separator)
+
+
 def _round(x: float, ndigits: int | None = None) -> float:
     return round(x, ndigits) if ndigits is not None else round(x)
 
@@ -376,6 +406,19 @@ FUNCTIONS: dict[str, Function] = {
         Function("format", 2, 2, _format,
                  "a value as text by a format spec, as Python's format(x, \".5f\")",
                  numeric=False),
+        Function("backend", 0, 0, _backend, "the Keras backend: tensorflow, jax, torch or numpy",
+                 numeric=False),
+        Function("now", 0, 0, _now, "the wall-clock time in seconds (Python's time.time())",
+                 numeric=False),
+        Function("path", 1, None, _path, "strings joined as a file path (os.path.join)",
+                 numeric=False),
+        Function("split", 2, 2, _split, "a string cut at each separator, as a list",
+                 numeric=False),
+        Function("removeprefix", 2, 2, lambda text, prefix: text.removeprefix(prefix),
+                 "a string without the prefix it starts with (as it is when it does not)",
+                 numeric=False),
+        Function("len", 1, 1, len, "the number of items of a list or table, or of characters "
+                 "of a string", numeric=False),
         Function("fill", 1, 1, None, "a template's fields filled in, as `print` and `save` "
                  "fill theirs (1-based {epoch} and {batch}, metrics, parameters)",
                  numeric=False),
