@@ -8,6 +8,7 @@ from cbdsl.diagnostics import (
     CbdslRuntimeError,
     CbdslSyntaxError,
     Diagnostic,
+    MissingKeyFailure,
     RequirementError,
     RuleFailure,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "CbdslRuntimeError",
     "CbdslSyntaxError",
     "Diagnostic",
+    "MissingKeyFailure",
     "RequirementError",
     "RuleFailure",
     "check",

@@ -30,6 +30,7 @@ from cbdsl.diagnostics import (
     CbdslCompileError,
     CbdslRuntimeError,
     Diagnostic,
+    MissingKeyFailure,
     RequirementError,
     RuleFailure,
     did_you_mean,
@@ -657,7 +658,8 @@ class DefinitionCompiler:
             text = self.template(action.template, exprs)
 
             def fail(c: Context) -> str:
-                raise RuleFailure(text(c))
+                # in `on metric_missing`, a log key was missing: a KeyError too
+                raise (RuleFailure if c.missing is None else MissingKeyFailure)(text(c))
             return fail
         if isinstance(action, n.WriteFile):
             text, path, mode = exprs.compile(action.text), self.template(action.path, exprs), \

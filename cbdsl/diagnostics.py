@@ -247,3 +247,9 @@ class RequirementError(KerasWorded, CbdslCompileError, ValueError):
 
 class RuleFailure(RuntimeError):
     """A `fail "message"` action ended training; the message is the rendered template."""
+
+
+class MissingKeyFailure(RuleFailure, KeyError):
+    """A `fail` in an `on metric_missing` rule: a log key was missing, so the error is also a
+    KeyError, as Python code indexing the logs raises (its text is the message's repr, as a
+    KeyError's is)."""

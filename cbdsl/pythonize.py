@@ -1571,7 +1571,10 @@ class _ClassWriter:
             if isinstance(action, n.Warn):
                 self.module.imports.add("warnings")
                 return [StrCall("warnings.warn(", message, ", stacklevel=2)")]
-            return [StrCall("raise RuntimeError(", message, ")")]
+            # in `on metric_missing` a log key was missing: a KeyError, as the compiled rule's
+            kind = "KeyError" if all(e.name == "metric_missing" for e in rule.events) \
+                else "RuntimeError"
+            return [StrCall(f"raise {kind}(", message, ")")]
         if isinstance(action, n.Set):
             target = f"self.{self.attr[action.var.name]}"
             if action.index is not None:
