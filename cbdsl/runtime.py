@@ -294,6 +294,10 @@ class DirectoryPathError(KerasWorded, CbdslRuntimeError, OSError):
 def save(model: Any, kind: str, path: str, where: str, owner: str = "ModelCheckpoint") -> None:
     """Save the model or its weights, creating the folder.
 
+    The file is written beside its place under a hidden name and moved there once whole: a
+    save that fails or is interrupted leaves no partial file under the name (and an earlier
+    file of that name as it was).
+
     Raises:
         DirectoryPathError: `path` is an existing directory (an `OSError` worded as Keras's,
             `owner` naming the callback).
@@ -302,13 +306,20 @@ def save(model: Any, kind: str, path: str, where: str, owner: str = "ModelCheckp
         raise DirectoryPathError(Diagnostic(
             "E403", f"Please specify a non-directory filepath for {owner}. Filepath used is an "
             f"existing directory: {path}", hint=where))
-    folder = os.path.dirname(path)
+    folder, name = os.path.split(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    if kind == "weights":
-        model.save_weights(path, overwrite=True)
-    else:
-        model.save(path, overwrite=True)
+    suffix = next((s for s in (".weights.h5", ".keras", ".h5") if name.endswith(s)), "")
+    partial = os.path.join(folder, f".{name[:len(name) - len(suffix)]}.partial{suffix}")
+    try:
+        if kind == "weights":
+            model.save_weights(partial, overwrite=True)
+        else:
+            model.save(partial, overwrite=True)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def is_writer() -> bool:
