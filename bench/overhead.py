@@ -122,7 +122,8 @@ def _timed(method, spent: list[float]):
 
 # The arguments that rule files without a default need (compiling writes nothing).
 REQUIRED_ARGUMENTS = {"csv_logger.cbd": {"filename": "training.csv"},
-                      "model_checkpoint.cbd": {"filepath": "checkpoint.keras"}}
+                      "model_checkpoint.cbd": {"filepath": "checkpoint.keras"},
+                      "backup_and_restore.cbd": {"backup_dir": "backup"}}
 
 
 def compile_times(repeats: int = 20) -> dict:
