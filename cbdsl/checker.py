@@ -773,6 +773,11 @@ class RuleChecker:
                 kind = self.scope.infer(arg, self.checker, None)
                 if kind not in ("str", "any"):
                     self.report("E203", f"'{name}' needs strings, got a {kind}", arg.span)
+        elif name == "len":
+            kind = self.scope.infer(node.args[0], self.checker, None)
+            if kind not in ("table", "str", "none", "any"):
+                self.report("E203", f"'len' needs a list, a table or a string, got a {kind}",
+                            node.args[0].span)
         elif name in ("keys", "sorted"):
             kind = self.scope.infer(node.args[0], self.checker, None)
             if kind not in ("table", "none", "any"):

@@ -951,7 +951,7 @@ def compiled_base() -> type:
         trackers_by_event: dict[str, list[TrackerSpec]] = {}
         phase = "train"
         records = False  # whether a `record` action makes this a History
-        deferred: list[Any] = []  # backups to write once this event's rules have run
+        deferred: Any = ()  # backups' rule states to write once this event's rules have run
 
         def __init__(self, arguments: dict[str, Any]):
             super().__init__()
@@ -1061,6 +1061,7 @@ def _hook(event: vocab.Event, needs_epoch_begin: bool, counts_steps: bool,
             effects.join_fit(self)
             if name in self.rules_by_event:
                 self._run(name, phase, logs)
+            effects.take_restored(self)  # a resumed backup's state for this callback
     elif name == "train_end" and records:
         def hook(self, logs=None):
             self._run(name, phase, logs, self.state.epoch)

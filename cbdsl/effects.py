@@ -8,9 +8,15 @@ Keras's and TensorFlow's own utilities where they have one. Keras is imported on
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
+import logging
 import os
-import shutil
+import sys
+import uuid
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from cbdsl import runtime
 from cbdsl.diagnostics import CbdslRuntimeError, Diagnostic, KerasWorded
 from cbdsl.runtime import is_writer
 
@@ -109,8 +116,9 @@ def ema_finalize(cb: Any, *, where: str) -> str:
 
 WEIGHTS = "latest.weights.h5"
 METADATA = "training_metadata.json"  # Keras's names: either class resumes the other's backup
-SNAPSHOTS = "cbdsl_weights.npz"  # the weights snapshots of `restore best weights` trackers
+STATE = "cbdsl_state.npz"  # the rules' state (JSON) and their trackers' weight snapshots
 PREVIOUS = ".bkp"
+PARTIAL = "partial."  # a file being written, moved to its name once whole
 
 
 @dataclass
@@ -119,18 +127,30 @@ class Fit:
 
     params: Any
     members: list[Any] = field(default_factory=list)
-    pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # states to load on join
-
-    def key(self, cb: Any) -> str:
-        return f"{self.members.index(cb)}:{type(cb).__name__}"
+    restored: dict[str, dict[str, Any]] = field(default_factory=dict)  # states not yet given
 
 
 _FITS: weakref.WeakKeyDictionary[Any, Fit] = weakref.WeakKeyDictionary()
 
 
+def _key(index: int, cb: Any) -> str:
+    return f"{index}:{type(cb).__name__}"
+
+
+def _fingerprint(cb: Any) -> str:
+    """What a saved state must match to be given back: the class, its variables and trackers,
+    and its arguments (Python functions by name only)."""
+    arguments = {k: getattr(v, "__qualname__", type(v).__name__) if callable(v) else repr(v)
+                 for k, v in cb.arguments.items()}
+    text = json.dumps([type(cb).__name__, sorted(cb.initial_variables), list(cb.tracker_names),
+                       arguments], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def join_fit(cb: Any) -> None:
-    """Called at train begin by every compiled callback: joins this fit's list, and takes
-    the state a restored backup left for it."""
+    """Called by every compiled callback as training begins: it joins this fit's list (a
+    backup holds the state of each), and drops any backup left waiting by a failed fit."""
+    cb.deferred = []
     try:
         fit = _FITS.get(cb.model)
     except TypeError:  # a model that cannot be weakly referenced: no backups of rule state
@@ -139,144 +159,250 @@ def join_fit(cb: Any) -> None:
         fit = _FITS[cb.model] = Fit(cb.params)
     if cb not in fit.members:
         fit.members.append(cb)
-    entry = fit.pending.pop(fit.key(cb), None)
-    if entry is not None:
-        _load_state(cb, entry)
+
+
+def take_restored(cb: Any) -> None:
+    """After its train-begin rules: the state a resumed backup holds for this callback."""
+    fit = _FITS.get(cb.model) if cb.model is not None else None
+    if fit is not None and fit.restored and cb in fit.members:
+        entry = fit.restored.pop(_key(fit.members.index(cb), cb), None)
+        if entry is not None:
+            _load_state(cb, entry)
 
 
 @dataclass
-class Backup:
+class Capture:
+    """The rules' state of one backup, written once the event's compiled callbacks have run."""
+
     dir: str
-    epoch: int
-    batch: int
+    stamp: str
     keep_previous: bool
     where: str
 
 
 def backup_store(cb: Any, *, where: str, dir: Any, epochs_done: Any, batch_index: Any = 0,
                  keep_previous: Any = False) -> str:
-    """Back up once every compiled callback of the fit has run this event.
-
-    The weights, the epoch and the rules' state are written together, after the last
-    compiled callback with rules for this event has run them, so that the states saved are
-    all of the same moment, whatever the order of the callbacks.
-    """
-    backup = Backup(str(dir), int(epochs_done), int(batch_index), bool(keep_previous), where)
+    """Back up as Keras's BackupAndRestore does, here and now: the weights (the optimizer's
+    too) and the training metadata. The rules' state follows once the last compiled callback
+    with rules for this event has run them, so that the states are all of this moment; a
+    stamp ties it to these weights."""
+    directory, stamp = str(dir), uuid.uuid4().hex
+    if is_writer():
+        _write_keras_backup(cb.model, directory, int(epochs_done), int(batch_index),
+                            bool(keep_previous), stamp, where)
     fit = _FITS.get(cb.model)
     members = [m for m in (fit.members if fit else [cb]) if cb.event in m.rules_by_event]
-    last = members[-1] if members and cb in members else cb
-    last.__dict__.setdefault("deferred", []).append(backup)
-    if last is cb:
-        return f"back up epoch {backup.epoch} to {backup.dir}"
-    return f"back up epoch {backup.epoch} to {backup.dir} (after {type(last).__name__})"
+    last = members[-1] if cb in members else cb
+    last.deferred.append(Capture(directory, stamp, bool(keep_previous), where))
+    return f"back up epoch {int(epochs_done)} to {directory}"
 
 
 def run_deferred(cb: Any) -> None:
-    """Write the backups left for the end of this callback's event."""
-    backups, cb.deferred = cb.deferred, []
+    """Write the rules' state of the backups left for the end of this callback's event."""
+    captures, cb.deferred = cb.deferred, []
     fit = _FITS.get(cb.model)
-    for backup in backups:
-        _write_backup(cb.model, backup, fit.members if fit else [])
+    members = fit.members if fit else [cb]
+    for capture in captures:
+        if is_writer():
+            _write_state(cb.model, capture, members)
 
 
-def _write_backup(model: Any, backup: Backup, members: list[Any]) -> None:
-    if not is_writer():
-        return
-    directory = backup.dir
+def _write_keras_backup(model: Any, directory: str, epoch: int, batch: int,
+                        keep_previous: bool, stamp: str, where: str) -> None:
+    from keras.src.utils import file_utils
+
     try:
-        os.makedirs(directory, exist_ok=True)
+        if not file_utils.exists(directory):
+            file_utils.makedirs(directory)
     except OSError as exc:
         raise CbdslRuntimeError(Diagnostic(
-            "E405", f"cannot make the backup directory {directory!r}: {exc.strerror}",
-            hint=backup.where)) from exc
-    weights, metadata = os.path.join(directory, WEIGHTS), os.path.join(directory, METADATA)
-    if backup.keep_previous:
-        for path in (weights, metadata, os.path.join(directory, SNAPSHOTS)):
-            if os.path.exists(path):
-                shutil.copyfile(path, path + PREVIOUS)
-    states, snapshots = {}, {}
-    for index, member in enumerate(members):
-        key = f"{index}:{type(member).__name__}"
-        states[key] = member.state.to_dict()
-        for tracker, arrays in member.state.weights().items():
-            for i, array in enumerate(arrays):
-                snapshots[f"{key}/{tracker}/{i}"] = np.asarray(array)
-    # each file is written beside its place and moved there: a kill leaves the old one whole
-    temporary = os.path.join(directory, "partial." + WEIGHTS)
-    model.save_weights(temporary, overwrite=True)
-    os.replace(temporary, weights)
-    if snapshots:
-        with open(os.path.join(directory, "partial.npz"), "wb") as f:
-            np.savez(f, **snapshots)
-        os.replace(os.path.join(directory, "partial.npz"), os.path.join(directory, SNAPSHOTS))
-    text = json.dumps({"epoch": backup.epoch, "batch": backup.batch, "cbdsl": states},
-                      default=_plain)
-    with open(os.path.join(directory, "partial.json"), "w", encoding="utf-8") as f:
+            "E405", f"cannot make the backup directory {directory!r}: {exc.strerror or exc}",
+            hint=where)) from exc
+    if keep_previous:
+        for name in (WEIGHTS, METADATA, STATE):
+            path = file_utils.join(directory, name)
+            if file_utils.exists(path):
+                file_utils.copy(path, path + PREVIOUS)
+    _whole(directory, WEIGHTS, lambda path: model.save_weights(path, overwrite=True))
+    text = json.dumps({"epoch": epoch, "batch": batch, "cbdsl": stamp})
+    _whole(directory, METADATA, lambda path: _write(path, text))
+
+
+def _whole(directory: str, name: str, write: Callable[[str], Any]) -> None:
+    """`write(path)` for the file `name` of `directory`: on a local disk under a partial
+    name first, then moved in, so a kill or a failure leaves the earlier file whole."""
+    from keras.src.utils import file_utils
+
+    target = file_utils.join(directory, name)
+    if file_utils.is_remote_path(directory):  # object stores have no atomic rename
+        if file_utils.exists(target):  # some remote file systems append to a file opened "w"
+            file_utils.remove(target)
+        write(target)
+        return
+    partial = os.path.join(directory, PARTIAL + name)
+    try:
+        write(partial)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _write(path: str, text: str) -> None:
+    from keras.src.utils import file_utils
+
+    with file_utils.File(path, "w") as f:
         f.write(text)
-    os.replace(os.path.join(directory, "partial.json"), metadata)
 
 
-def _plain(value: Any) -> Any:
+def _write_state(model: Any, capture: Capture, members: list[Any]) -> None:
+    states, arrays = {}, {}
+    for index, member in enumerate(members):
+        key = _key(index, member)
+        states[key] = {"fingerprint": _fingerprint(member),
+                       "state": _encode(member.state.to_dict())}
+        for tracker, snapshot in member.state.weights().items():
+            for i, array in enumerate(snapshot):
+                arrays[f"{key}/{tracker}/{i}"] = np.asarray(array)
+    try:
+        lr = runtime.read_lr(model)
+    except Exception:  # a schedule: nothing to give back
+        lr = None
+    text = json.dumps({"stamp": capture.stamp, "learning_rate": lr, "callbacks": states})
+
+    def write(path: str) -> None:
+        from keras.src.utils import file_utils
+
+        buffer = io.BytesIO()  # remote files cannot seek, as zip files need
+        np.savez(buffer, state=np.array(text), **arrays)
+        with file_utils.File(path, "wb") as f:
+            f.write(buffer.getvalue())
+
+    _whole(capture.dir, STATE, write)
+
+
+def _encode(value: Any) -> Any:
+    """JSON-ready state that keeps what JSON alone loses: tables with keys that are not
+    strings, tuples, NumPy values."""
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: _encode(v) for k, v in value.items()}
+        return {"__cbdsl_items__": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__cbdsl_tuple__": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
     if isinstance(value, np.ndarray | np.generic):
         return value.tolist()
-    raise TypeError(f"a {type(value).__name__} cannot be backed up")
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise CbdslRuntimeError(Diagnostic(
+        "E405", f"a {type(value).__name__} in a callback's state cannot be backed up"))
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__cbdsl_items__"}:
+            return {_hashable(_decode(k)): _decode(v) for k, v in value["__cbdsl_items__"]}
+        if set(value) == {"__cbdsl_tuple__"}:
+            return tuple(_decode(v) for v in value["__cbdsl_tuple__"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
 
 
 def backup_resume(cb: Any, *, where: str, dir: Any) -> str:
     """Resume from a backup, as Keras's BackupAndRestore does, and restore the rules' state."""
+    from keras.src.utils import file_utils
+
     model, directory = cb.model, str(dir)
     if not model.built:
         raise _fail("To use the BackupAndRestore callback, you model must be built before you "
                     f"call `fit()`. Model {model} is unbuilt. You can build it beforehand by "
                     "calling it on a batch of data.", where)
-    weights = os.path.join(directory, WEIGHTS)
+    weights = file_utils.join(directory, WEIGHTS)
     try:
-        return _restore(cb, directory)
+        return _resume(cb, directory)
     except OSError:
         # the latest backup cannot be read: the previous one, when it was kept
-        if not os.path.exists(weights + PREVIOUS):
+        if not file_utils.exists(weights + PREVIOUS):
             raise
-        for name in (WEIGHTS, METADATA, SNAPSHOTS):
-            path = os.path.join(directory, name)
-            if os.path.exists(path + PREVIOUS):
-                shutil.copyfile(path + PREVIOUS, path)
-            elif name != WEIGHTS and os.path.exists(path):
-                os.remove(path)
-        return _restore(cb, directory)
+        for name in (WEIGHTS, METADATA, STATE):
+            path = file_utils.join(directory, name)
+            if file_utils.exists(path + PREVIOUS):
+                file_utils.copy(path + PREVIOUS, path)
+            elif name != WEIGHTS and file_utils.exists(path):
+                file_utils.remove(path)
+        return _resume(cb, directory)
 
 
-def _restore(cb: Any, directory: str) -> str:
+def _resume(cb: Any, directory: str) -> str:
+    from keras.src.utils import file_utils
+
     model = cb.model
-    weights = os.path.join(directory, WEIGHTS)
+    weights = file_utils.join(directory, WEIGHTS)
     done = ""
-    if os.path.exists(weights):
+    if file_utils.exists(weights):
         optimizer = model.optimizer
         if optimizer is not None and not optimizer.built:
             optimizer.build(model.trainable_variables)  # its variables exist before loading
         model.load_weights(weights)
         done = f"restore weights from {directory}"
-    metadata = os.path.join(directory, METADATA)
-    if not os.path.exists(metadata):
+    metadata = file_utils.join(directory, METADATA)
+    if not file_utils.exists(metadata):
         return done
-    with open(metadata, encoding="utf-8") as f:
+    with file_utils.File(metadata, "r") as f:
         data = json.loads(f.read())
     model._initial_epoch = data["epoch"]  # what Keras's `fit` starts from
-    states = data.get("cbdsl") or {}
-    if states:
-        snapshots = os.path.join(directory, SNAPSHOTS)
-        arrays = dict(np.load(snapshots)) if os.path.exists(snapshots) else {}
-        for key, entry in states.items():
-            entry["snapshots"] = _snapshots_of(key, arrays)
-        fit = _FITS.get(model)
-        for key, entry in states.items():
-            member = _member(fit, key)
-            if member is cb:
-                continue  # the restoring callback's own state starts afresh, as Keras's
-            if member is not None:
-                _load_state(member, entry)
-            elif fit is not None:
-                fit.pending[key] = entry
+    _resume_rules(cb, directory, data.get("cbdsl"))
     return f"resume at epoch {data['epoch'] + 1} from {directory}"
+
+
+def _resume_rules(cb: Any, directory: str, stamp: str | None) -> None:
+    """Give each compiled callback of the fit the state the backup holds for it."""
+    from keras.src.utils import file_utils
+
+    path = file_utils.join(directory, STATE)
+    if not file_utils.exists(path):
+        return
+    with file_utils.File(path, "rb") as f:
+        stored = dict(np.load(io.BytesIO(f.read()), allow_pickle=False))
+    data = json.loads(str(stored.pop("state")))
+    if stamp is None or data.get("stamp") != stamp:
+        warnings.warn(f"{type(cb).__name__}: the rules' state in {directory} is not that of "
+                      "its latest backup (training stopped while it was written, or Keras's "
+                      "BackupAndRestore wrote the backup): the compiled callbacks start "
+                      "afresh", stacklevel=2)
+        return
+    if data.get("learning_rate") is not None:
+        with contextlib.suppress(CbdslRuntimeError):  # a schedule: nothing to set
+            runtime.write_lr(cb.model, data["learning_rate"], "backup.resume")
+    fit = _FITS.get(cb.model)
+    members = fit.members if fit else []
+    unmatched = []
+    for key, entry in data.get("callbacks", {}).items():
+        index, name = key.split(":", 1)
+        member = members[int(index)] if int(index) < len(members) else None
+        if member is cb:
+            continue  # the resuming callback's own state starts afresh, as Keras's does
+        restored = {"state": _decode(entry["state"]), "fingerprint": entry["fingerprint"],
+                    "snapshots": _snapshots_of(key, stored)}
+        if member is not None and type(member).__name__ == name:
+            if _fingerprint(member) != entry["fingerprint"]:
+                unmatched.append(name)
+            else:
+                _load_state(member, restored)
+        elif fit is not None:
+            fit.restored[key] = restored  # given as it begins (see `take_restored`)
+    if unmatched:
+        warnings.warn(f"{type(cb).__name__}: the backup in {directory} holds the state of "
+                      f"other rules or arguments than {', '.join(unmatched)} now has: not "
+                      "restored", stacklevel=2)
 
 
 def _snapshots_of(key: str, arrays: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
@@ -288,17 +414,12 @@ def _snapshots_of(key: str, arrays: dict[str, np.ndarray]) -> dict[str, list[np.
     return out
 
 
-def _member(fit: Fit | None, key: str) -> Any:
-    if fit is None:
-        return None
-    index, name = key.split(":", 1)
-    if int(index) < len(fit.members) and type(fit.members[int(index)]).__name__ == name:
-        return fit.members[int(index)]
-    return None
-
-
 def _load_state(cb: Any, entry: dict[str, Any]) -> None:
-    cb.state.load_dict(entry)
+    if entry.get("fingerprint") not in (None, _fingerprint(cb)):
+        warnings.warn(f"{type(cb).__name__}: the backup holds the state of other rules or "
+                      "arguments: not restored", stacklevel=3)
+        return
+    cb.state.load_dict(entry["state"])
     for tracker, arrays in entry.get("snapshots", {}).items():
         if tracker in cb.state.trackers:
             cb.state.trackers[tracker].best_weights = list(arrays)
@@ -306,15 +427,19 @@ def _load_state(cb: Any, entry: dict[str, Any]) -> None:
 
 def backup_clear(cb: Any, *, where: str, dir: Any) -> str:
     """Remove a backup's files, then the directory if nothing else is left in it."""
+    from keras.src.utils import file_utils
+
     directory = str(dir)
-    if not is_writer() or not os.path.isdir(directory):
+    if not is_writer() or not file_utils.isdir(directory):
         return ""
-    for name in (WEIGHTS, METADATA, SNAPSHOTS):
-        for path in (os.path.join(directory, name), os.path.join(directory, name + PREVIOUS)):
-            if os.path.exists(path):
-                os.remove(path)
-    if not os.listdir(directory):
-        os.rmdir(directory)
+    for name in (WEIGHTS, METADATA, STATE):
+        for path in (file_utils.join(directory, name),
+                     file_utils.join(directory, name + PREVIOUS),
+                     file_utils.join(directory, PARTIAL + name)):
+            if file_utils.exists(path):
+                file_utils.remove(path)
+    if not file_utils.listdir(directory):
+        file_utils.rmtree(directory)
     return f"delete the backup in {directory}"
 
 
@@ -431,19 +556,56 @@ def tensorboard_projector(cb: Any, *, where: str, dir: Any, metadata: Any = None
     return "projector config"
 
 
-def tensorboard_trace(cb: Any, *, where: str, dir: Any, on: Any, step: Any = 0) -> str:
-    """Start the profiler's trace, or stop it and write it (as `batch_<step>`)."""
-    from keras import backend
+def _profiling(cb: Any) -> Any:
+    """The backend's profiler (`keras.src.backend.tensorboard`), or None where Keras's
+    TensorBoard profiles nothing: JAX before Python 3.12 (with Keras's warning, once)."""
+    from keras.src import backend
 
+    if backend.backend() == "jax" and sys.version_info < (3, 12):
+        if not _resources(cb).get("warned"):
+            _resources(cb)["warned"] = True
+            warnings.warn("Profiling with the jax backend requires python >= 3.12.",
+                          stacklevel=2)
+        return None
+    return backend.tensorboard
+
+
+def tensorboard_trace(cb: Any, *, where: str, dir: Any, on: Any, step: Any = 0) -> str:
+    """Start the graph trace and the profiler, or write the trace (as `batch_<step>`) and stop
+    the profiler, as Keras's TensorBoard does (a profiler that fails is logged, not raised)."""
+    profiler, resources = _profiling(cb), _resources(cb)
+    if profiler is None:
+        return ""
     summary = _summary()
     if on:
         summary.trace_on(graph=True, profiler=False)
-        backend.tensorboard.start_trace(str(dir))
+        if not resources.get("profiling"):
+            try:
+                profiler.start_trace(str(dir))
+                resources["profiling"] = True
+            except Exception as exc:  # as Keras: the training goes on without a profile
+                logging.getLogger("keras").error("Failed to start profiler: %s", exc)
         return "trace on"
     with _writer(cb, str(dir)).as_default():
         summary.trace_export(name=f"batch_{int(step)}", step=int(step))
-    backend.tensorboard.stop_trace(save=True)
+    if resources.pop("profiling", False):
+        try:
+            profiler.stop_trace(save=True)
+        except Exception as exc:
+            logging.getLogger("keras").error("Failed to stop profiler: %s", exc)
     return f"trace written at step {step}"
+
+
+def tensorboard_batch_trace(cb: Any, *, where: str, on: Any, batch: Any = 0) -> str:
+    """Mark a batch in the profile: begin (`on = true`) or end the step `batch`."""
+    profiler, resources = _profiling(cb), _resources(cb)
+    if profiler is None or not resources.get("profiling"):
+        return ""
+    if on:
+        resources["batch_trace"] = profiler.start_batch_trace(batch)
+    elif resources.get("batch_trace") is not None:
+        profiler.stop_batch_trace(resources.pop("batch_trace"))
+    return ""
 
 
 def tensorboard_close(cb: Any, *, where: str) -> str:
@@ -466,5 +628,6 @@ IMPLEMENTATIONS: dict[str, Callable[..., str]] = {
     "tensorboard.graph": tensorboard_graph,
     "tensorboard.projector": tensorboard_projector,
     "tensorboard.trace": tensorboard_trace,
+    "tensorboard.batch_trace": tensorboard_batch_trace,
     "tensorboard.close": tensorboard_close,
 }

@@ -94,8 +94,14 @@ class CallbackState:
         }
 
     def load_dict(self, data: dict[str, Any]) -> None:
-        self.variables = dict(data.get("variables", {}))
-        self.trackers = {k: TrackerState(**v) for k, v in data.get("trackers", {}).items()}
+        """Take the state `to_dict` gave; with variables and trackers already here (the
+        callback's own), only theirs are taken and the others left as they are."""
+        variables = dict(data.get("variables", {}))
+        trackers = {k: TrackerState(**v) for k, v in data.get("trackers", {}).items()}
+        if self.variables or self.trackers:
+            variables = {k: variables.get(k, v) for k, v in self.variables.items()}
+            trackers = {k: trackers.get(k, t) for k, t in self.trackers.items()}
+        self.variables, self.trackers = variables, trackers
         for key in ("stopped_epoch", "epoch", "step", "last_batch"):
             setattr(self, key, data.get(key, getattr(self, key)))
         self.fired = dict(data.get("fired", {}))
@@ -302,24 +308,41 @@ def save(model: Any, kind: str, path: str, where: str, owner: str = "ModelCheckp
         DirectoryPathError: `path` is an existing directory (an `OSError` worded as Keras's,
             `owner` naming the callback).
     """
-    if os.path.isdir(path):
+    from keras.src.utils import file_utils
+
+    if file_utils.isdir(path):
         raise DirectoryPathError(Diagnostic(
             "E403", f"Please specify a non-directory filepath for {owner}. Filepath used is an "
             f"existing directory: {path}", hint=where))
     folder, name = os.path.split(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    suffix = next((s for s in (".weights.h5", ".keras", ".h5") if name.endswith(s)), "")
+    if folder and not file_utils.exists(folder):
+        file_utils.makedirs(folder)
+    suffixes = (".weights.h5",) if kind == "weights" else (".keras", ".h5")
+    suffix = next((s for s in suffixes if name.endswith(s)), "")
+    if not suffix or is_remote_path(path):  # Keras's own error names the path; no rename there
+        _save_as(model, kind, path)
+        return
     partial = os.path.join(folder, f".{name[:len(name) - len(suffix)]}.partial{suffix}")
     try:
-        if kind == "weights":
-            model.save_weights(partial, overwrite=True)
-        else:
-            model.save(partial, overwrite=True)
+        _save_as(model, kind, partial)
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
+
+
+def _save_as(model: Any, kind: str, path: str) -> None:
+    if kind == "weights":
+        model.save_weights(path, overwrite=True)
+    else:
+        model.save(path, overwrite=True)
+
+
+def is_remote_path(path: str) -> bool:
+    """Whether Keras reads `path` as remote storage (`gs://`, `/gcs`, ...): no rename there."""
+    from keras.src.utils import file_utils
+
+    return file_utils.is_remote_path(path)
 
 
 def is_writer() -> bool:

@@ -257,6 +257,8 @@ EFFECTS: dict[str, Effect] = {
         Effect("tensorboard.trace", (EffectParam("dir", "str"), EffectParam("on", "bool"),
                                      _opt("step", "number", 0)),
                "start (`on = true`) or stop and write (at `step`) a profiler trace"),
+        Effect("tensorboard.batch_trace", (EffectParam("on", "bool"), _opt("batch", "number", 0)),
+               "while the profiler runs, mark the start (`on = true`) or the end of a batch"),
         Effect("tensorboard.close", (), "flush and close every event file this callback opened"),
     ]
 }
@@ -354,6 +356,19 @@ def _split(text: str, separator: str) -> list[str]:
     return text.split(separator)
 
 
+def _removeprefix(text: str, prefix: str) -> str:
+    if not isinstance(text, str) or not isinstance(prefix, str):
+        raise ValueError(f"needs two strings, got {type_of_value(text)} and "
+                         f"{type_of_value(prefix)}")
+    return text.removeprefix(prefix)
+
+
+def _len(value: Any) -> int:
+    if not isinstance(value, str | list | tuple | dict):
+        raise ValueError(f"needs a list, a table or a string, got {type_of_value(value)}")
+    return len(value)
+
+
 def _round(x: float, ndigits: int | None = None) -> float:
     return round(x, ndigits) if ndigits is not None else round(x)
 
@@ -414,10 +429,10 @@ FUNCTIONS: dict[str, Function] = {
                  numeric=False),
         Function("split", 2, 2, _split, "a string cut at each separator, as a list",
                  numeric=False),
-        Function("removeprefix", 2, 2, lambda text, prefix: text.removeprefix(prefix),
+        Function("removeprefix", 2, 2, _removeprefix,
                  "a string without the prefix it starts with (as it is when it does not)",
                  numeric=False),
-        Function("len", 1, 1, len, "the number of items of a list or table, or of characters "
+        Function("len", 1, 1, _len, "the number of items of a list or table, or of characters "
                  "of a string", numeric=False),
         Function("fill", 1, 1, None, "a template's fields filled in, as `print` and `save` "
                  "fill theirs (1-based {epoch} and {batch}, metrics, parameters)",
