@@ -1,5 +1,7 @@
-"""The conformance suite: cases as data, a trace driver, and a differential harness."""
+"""The conformance suite: cases as data, a trace driver, a differential harness, and the
+artifact specs (callbacks judged by the files and requests they leave on real fits)."""
 
+from cbdsl.conformance.artifacts import ARTIFACT_SPECS, ArtifactSpec, Scenario
 from cbdsl.conformance.driver import Outcome, StubModel, drive
 from cbdsl.conformance.runner import (
     CaseResult,
@@ -14,9 +16,12 @@ from cbdsl.conformance.runner import (
 from cbdsl.conformance.specs import SPECS, Spec
 
 __all__ = [
+    "ARTIFACT_SPECS",
     "SPECS",
+    "ArtifactSpec",
     "CaseResult",
     "Outcome",
+    "Scenario",
     "Spec",
     "StubModel",
     "case_paths",

@@ -53,10 +53,12 @@ class SuiteOptions:
     Attributes:
         backends: the Keras backends, each in a process of its own.
         devices: `cpu`, `gpu` or both.
-        specs: the rule files to run (all built-ins when empty); the language cases run
-            only when this is empty.
+        specs: the rule files to run (all built-ins when empty): decision specs
+            (`cbdsl.conformance.specs`) and artifact specs (`cbdsl.conformance.artifacts`);
+            the language cases run only when this is empty.
         examples: generated traces per built-in.
-        quick: run the real fits on one backend only.
+        quick: run the real fits on one backend only, and there the artifacts' quick
+            subset.
         jobs: how many backend processes run at once.
         seed: hypothesis's seed for the generated traces (random when None).
     """
@@ -83,12 +85,27 @@ class ColumnRun:
 
 
 def rows_of(options: SuiteOptions) -> list[str]:
-    """The table's rows: `language` (unless specs were named), then each rule file."""
+    """The table's rows: `language` (unless specs were named), then each rule file: the
+    decision specs, then the artifact specs."""
+    from cbdsl.conformance.artifacts import ARTIFACT_SPECS
     from cbdsl.conformance.specs import SPECS
 
-    return ([] if options.specs else ["language"]) + list(options.specs or SPECS)
+    return ([] if options.specs else ["language"]) + list(options.specs
+                                                          or [*SPECS, *ARTIFACT_SPECS])
 
 
+def sections_of(row: str) -> tuple[str, ...]:
+    """The sections that have something to say about a row."""
+    from cbdsl.conformance.artifacts import ARTIFACT_SPECS
+    from cbdsl.conformance.worker import ARTIFACT_SECTIONS, DECISION_SECTIONS
+
+    if row == "language":
+        return ("language",)
+    return ARTIFACT_SECTIONS if row in ARTIFACT_SPECS else DECISION_SECTIONS
+
+
+CPU_ONLY = {"artifacts": "runs on the CPU only: it compares the files and requests a fit "
+                         "leaves (the fit section runs on the device)"}
 QUICK_FIT_ORDER = ("torch", "jax", "tensorflow")  # fastest real fits first, as measured
 
 
@@ -168,6 +185,8 @@ def run_column(column: Column, options: SuiteOptions, sections: list[str],
         command += ["--seed", str(options.seed)]
     for spec in options.specs:
         command += ["--spec", spec]
+    if options.quick:
+        command.append("--quick")
     if coverage:
         command.append("--coverage")
     start = time.perf_counter()
@@ -212,19 +231,22 @@ def plan_columns(options: SuiteOptions) -> list[tuple[Column, list[str], dict[st
     from cbdsl.conformance.worker import GPU_SECTIONS, SECTIONS
 
     quick_fit = fit_backend(options) if options.quick else None
+    wanted = {s for row in rows_of(options) for s in sections_of(row)}
     planned = []
     for device in DEVICES:
         if device not in options.devices:
             continue
         for backend in options.backends:
-            sections = list(SECTIONS if device == "cpu" else GPU_SECTIONS)
-            not_run = {s: "runs on the CPU only: it does not touch the device"
-                       for s in SECTIONS if s not in sections}
-            if options.specs:
-                sections = [s for s in sections if s != "language"]
+            sections = [s for s in (SECTIONS if device == "cpu" else GPU_SECTIONS)
+                        if s in wanted]
+            not_run = {s: CPU_ONLY.get(s, "runs on the CPU only: it does not touch the device")
+                       for s in SECTIONS if device != "cpu" and s not in GPU_SECTIONS}
             if options.quick and backend != quick_fit:
-                sections.remove("fit")
-                not_run["fit"] = f"--quick runs the real fits on one backend ({quick_fit})"
+                for section in ("fit", "artifacts"):
+                    if section in sections:
+                        sections.remove(section)
+                        not_run[section] = (f"--quick runs the real fits on one backend "
+                                            f"({quick_fit})")
             if options.examples == 0 and "differential" in sections:
                 sections.remove("differential")
                 not_run["differential"] = "--examples 0"
@@ -260,7 +282,7 @@ def run_suite(options: SuiteOptions, console: Any = None) -> dict[str, Any]:
                         disable=console is None, transient=True)
     tasks = {column: progress.add_task(column.key, total=None, what="waiting", start=False)
              for column, _, _ in planned}
-    first_cpu = next((c for c, s, _ in planned if c.device == "cpu"
+    first_cpu = next((c for c, s, _ in planned if c.device == "cpu" and s
                       and importlib.util.find_spec(c.backend) is not None), None)
 
     def on_event(column: Column, event: dict[str, Any]) -> None:
@@ -277,8 +299,13 @@ def run_suite(options: SuiteOptions, console: Any = None) -> dict[str, Any]:
     def work(item: tuple[Column, list[str], dict[str, str]]) -> ColumnRun:
         column, sections, not_run = item
         progress.start_task(tasks[column])
-        progress.update(tasks[column], what="starting")
-        run = run_column(column, options, sections, on_event, coverage=column == first_cpu)
+        if (not sections and column != first_cpu
+                and importlib.util.find_spec(column.backend) is not None):
+            run = ColumnRun(column, result={"rows": {}, "timings": {}})  # no process to start
+        else:
+            progress.update(tasks[column], what="starting")
+            run = run_column(column, options, sections, on_event,
+                             coverage=column == first_cpu)
         run.not_run = not_run
         done = "skipped" if run.skipped else "crashed" if run.crashed else "done"
         progress.update(tasks[column], total=1, completed=1, what=done)
@@ -331,7 +358,7 @@ def _cell(run: ColumnRun, row: str) -> dict[str, Any]:
         return {"status": "fail", "reason": run.crashed, "sections": {}}
     sections = dict(run.result.get("rows", {}).get(row, {}))
     for section, why in run.not_run.items():
-        if (section == "language") == (row == "language"):
+        if section in sections_of(row):
             sections.setdefault(section, {"status": "skipped", "reason": why, "passed": 0,
                                           "failed": 0, "failures": []})
     statuses = [s["status"] for s in sections.values()]
@@ -377,13 +404,18 @@ def render_suite(data: dict[str, Any], console: Any) -> None:
             else:
                 skipped = [f"{name} {note(s['reason'])}" for name, s in cell["sections"].items()
                            if s["status"] == "skipped"]
-                texts.append(Text.assemble(("pass", "green"), (
-                    "\n" + ", ".join(skipped) + " skipped") if skipped else ""))
+                known = sum(len(s.get("xfailed", [])) for s in cell["sections"].values())
+                texts.append(Text.assemble(
+                    ("pass", "green"),
+                    (f" ({known} known difference{'s' * (known != 1)})", "yellow") if known
+                    else "",
+                    ("\n" + ", ".join(skipped) + " skipped") if skipped else ""))
         table.add_row(row, *texts)
     console.print(table)
     for reason, number in notes.items():
         console.print(Text(f"[{number}] {reason}", style="dim"), soft_wrap=True)
     _render_failures(data, console)
+    _render_known(data, console)
     _render_timings(data, console)
 
 
@@ -404,13 +436,34 @@ def _render_failures(data: dict[str, Any], console: Any) -> None:
         console.print(Text(divergence), soft_wrap=True)
 
 
+def _render_known(data: dict[str, Any], console: Any) -> None:
+    """The drop-ins' known differences from Keras that showed, once each."""
+    from rich.text import Text
+
+    seen: dict[tuple[str, str, str, str], list[str]] = {}
+    for row in data["rows"]:
+        for key, cell in data["cells"][row].items():
+            for section, result in cell["sections"].items():
+                for known in result.get("xfailed", []):
+                    seen.setdefault((row, section, known["name"], known["reason"]),
+                                    []).append(key)
+    if not seen:
+        return
+    console.print(Text("Known differences of the drop-ins (expected failures; the report "
+                       "holds each divergence):", style="yellow"))
+    for (row, section, name, reason), keys in seen.items():
+        console.print(Text(f"  {row} · {section} · {name} · on {', '.join(keys)}: {reason}"),
+                      soft_wrap=True)
+
+
 def _render_timings(data: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     if not data["timings"]:
         return
     keys = list(data["timings"])
-    order = ["startup", "language", "cases", "differential", "fit", "coverage", "total"]
+    order = ["startup", "language", "cases", "differential", "fit", "artifacts", "coverage",
+             "total"]
     names = [s for s in order if any(s in data["timings"][k] for k in keys)]
     table = Table(title="Time per section (seconds)")
     table.add_column("section")
@@ -512,13 +565,17 @@ def read_xfail(path: str | os.PathLike[str], spec: str) -> dict[str, str]:
     Raises:
         UsageError: the file cannot be read, or names a case the spec does not have.
     """
+    from cbdsl.conformance.artifacts import ARTIFACT_SPECS
     from cbdsl.conformance.runner import case_paths
 
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise UsageError(f"cannot read xfail file {path}: {error.strerror}") from None
-    known = {p.stem for p in case_paths(spec)} | {"generated"}
+    if spec in ARTIFACT_SPECS:
+        known = {s.name for s in ARTIFACT_SPECS[spec].scenarios}
+    else:
+        known = {p.stem for p in case_paths(spec)} | {"generated"}
     names: dict[str, str] = {}
     for number, line in enumerate(lines, 1):
         entry, _, comment = line.partition("#")
@@ -535,18 +592,19 @@ def read_xfail(path: str | os.PathLike[str], spec: str) -> dict[str, str]:
 
 
 def run_impl(implementation: Implementation, spec: str, *, xfail: dict[str, str] | None = None,
-             examples: int = EXAMPLES, seed: int | None = None,
+             examples: int = EXAMPLES, seed: int | None = None, quick: bool = False,
              console: Any = None) -> dict[str, Any]:
     """Run a spec's recorded cases, and `examples` generated traces against Keras's class,
-    on one implementation.
+    on one implementation; for an artifact spec, its scenarios against Keras's class.
 
     Args:
         implementation: what `load_implementation` returns.
-        spec: the spec's name (`early_stopping`).
+        spec: the spec's name (`early_stopping`, `csv_logger`).
         xfail: the expected failures (`read_xfail`): a listed case that fails is `xfail`,
             one that passes is `xpass` and fails the run, as in a strict pytest xfail.
         examples: generated traces (0 runs the recorded cases only).
         seed: hypothesis's seed; random when None.
+        quick: an artifact spec's quick subset of scenarios only.
         console: a `rich.console.Console` for a progress bar.
 
     Returns:
@@ -555,13 +613,10 @@ def run_impl(implementation: Implementation, spec: str, *, xfail: dict[str, str]
     """
     import keras
 
-    from cbdsl.conformance.differential import search
-    from cbdsl.conformance.runner import case_paths, load_case, run_case
-    from cbdsl.conformance.specs import SPECS
+    from cbdsl.conformance.artifacts import ARTIFACT_SPECS
 
     xfail = xfail or {}
     started = time.perf_counter()
-    paths = case_paths(spec)
     results: list[dict[str, Any]] = []
 
     def verdict(name: str, passed: bool, divergence: str, description: str) -> None:
@@ -573,6 +628,49 @@ def run_impl(implementation: Implementation, spec: str, *, xfail: dict[str, str]
             entry["xfail_reason"] = xfail[name]
         results.append(entry)
 
+    if spec in ARTIFACT_SPECS:
+        _run_scenarios(implementation, spec, quick, verdict, results, console)
+        examples = 0
+    else:
+        _run_cases(implementation, spec, examples, seed, verdict, results, console)
+    summary = {s: sum(r["status"] == s for r in results)
+               for s in ("pass", "fail", "xfail", "xpass", "skipped")}
+    return {"kind": "impl", "impl": implementation.label, "spec": spec,
+            "backend": keras.backend.backend(), "keras": keras.__version__,
+            "examples": examples, "seed": seed, "xfail": xfail, "results": results,
+            "summary": summary, "wall_s": round(time.perf_counter() - started, 2),
+            "exit_status": EXIT_FAIL if summary["fail"] or summary["xpass"] else EXIT_PASS}
+
+
+def _run_scenarios(implementation: Implementation, spec: str, quick: bool,
+                   verdict: Callable[[str, bool, str, str], None],
+                   results: list[dict[str, Any]], console: Any) -> None:
+    """An artifact spec's scenarios: the implementation's artifacts against Keras's."""
+    from cbdsl.conformance import artifacts
+
+    chosen = artifacts.ARTIFACT_SPECS[spec].selected(quick)
+    with _progress(console, len(chosen)) as advance:
+        for scenario in chosen:
+            result = artifacts.check(spec, scenario, implementation.factory)
+            if result.status == "skipped":
+                results.append({"name": scenario.name, "status": "skipped",
+                                "description": scenario.description, "divergence": "",
+                                "reason": result.reason})
+            else:
+                verdict(scenario.name, result.passed, result.divergence,
+                        scenario.description)
+            advance(1)
+
+
+def _run_cases(implementation: Implementation, spec: str, examples: int, seed: int | None,
+               verdict: Callable[[str, bool, str, str], None],
+               results: list[dict[str, Any]], console: Any) -> None:
+    """A decision spec's recorded cases, then the generated traces against Keras's class."""
+    from cbdsl.conformance.differential import search
+    from cbdsl.conformance.runner import case_paths, load_case, run_case
+    from cbdsl.conformance.specs import SPECS
+
+    paths = case_paths(spec)
     with _progress(console, len(paths) + (examples > 0)) as advance:
         for path in paths:
             case = load_case(path)
@@ -597,13 +695,6 @@ def run_impl(implementation: Implementation, spec: str, *, xfail: dict[str, str]
                                )
                 verdict("generated", found is None, found or "", description)
             advance(1)
-    summary = {s: sum(r["status"] == s for r in results)
-               for s in ("pass", "fail", "xfail", "xpass", "skipped")}
-    return {"kind": "impl", "impl": implementation.label, "spec": spec,
-            "backend": keras.backend.backend(), "keras": keras.__version__,
-            "examples": examples, "seed": seed, "xfail": xfail, "results": results,
-            "summary": summary, "wall_s": round(time.perf_counter() - started, 2),
-            "exit_status": EXIT_FAIL if summary["fail"] or summary["xpass"] else EXIT_PASS}
 
 
 @contextlib.contextmanager
@@ -663,13 +754,15 @@ def main(args: Any) -> int:
     """`cbdsl conform` with parsed arguments (see `cbdsl.cli`); returns the exit status."""
     from rich.console import Console
 
+    from cbdsl.conformance.artifacts import ARTIFACT_SPECS
     from cbdsl.conformance.specs import SPECS
 
     console = Console()
     try:
         for spec in args.spec or []:
-            if spec not in SPECS:
-                raise UsageError(f"unknown spec {spec!r}; specs: {', '.join(SPECS)}")
+            if spec not in SPECS and spec not in ARTIFACT_SPECS:
+                raise UsageError(f"unknown spec {spec!r}; specs: "
+                                 f"{', '.join([*SPECS, *ARTIFACT_SPECS])}")
         if args.json and not Path(args.json).resolve().parent.is_dir():
             raise UsageError(f"--json {args.json}: no such folder")
         if args.examples is not None and args.examples < 0:
@@ -729,7 +822,7 @@ def _impl_command(args: Any, examples: int, seed: int, console: Any) -> dict[str
         raise UsageError(f"--impl {args.impl} does not check:\n{error.render()}") from None
     xfail = read_xfail(args.xfail, spec) if args.xfail else {}
     data = run_impl(implementation, spec, xfail=xfail, examples=examples, seed=seed,
-                    console=console)
+                    quick=args.quick, console=console)
     data["xfail_file"] = args.xfail
     render_impl(data, console)
     return data

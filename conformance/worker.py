@@ -1,10 +1,11 @@
 """Runs the conformance suite on one Keras backend and device, in a process of its own.
 
 Run: `KERAS_BACKEND=jax python -m cbdsl.conformance.worker --device cpu` (what `cbdsl conform`
-does once per backend and device). Writes JSON lines on standard output: `plan` (the work
-ahead), `progress`, then `result` (per row, per section, with failures and timings) or
-`skipped` (the device is not there, and why). Everything else the libraries print goes to
-standard error.
+does once per backend and device). The decision specs' rows run the `cases`, `differential`
+and `fit` sections, the artifact specs' rows the `artifacts` section (the `--quick` subset with
+`--quick`). Writes JSON lines on standard output: `plan` (the work ahead), `progress`, then
+`result` (per row, per section, with failures and timings) or `skipped` (the device is not
+there, and why). Everything else the libraries print goes to standard error.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 STARTED = time.perf_counter()
-SECTIONS = ("language", "cases", "differential", "fit")
+SECTIONS = ("language", "cases", "differential", "fit", "artifacts")
 GPU_SECTIONS = ("cases", "fit")  # generated traces and the language do not touch the device
+# the sections of each kind of row: the language, a decision spec, an artifact spec
+DECISION_SECTIONS = ("cases", "differential", "fit")
+ARTIFACT_SECTIONS = ("artifacts",)
 # rough seconds per unit of work on a CPU, so the progress bar moves evenly
-COST = {"language": 0.005, "case": 0.02, "example": 0.012, "fit": 2.0}
+COST = {"language": 0.005, "case": 0.02, "example": 0.012, "fit": 2.0, "artifact": 1.0}
 
 
 class Protocol:
@@ -227,15 +231,62 @@ def run_fits(specs: list[str], protocol: Protocol, device: str = "cpu"
     return sections
 
 
-def plan(specs: list[str], sections: list[str], examples: int) -> float:
+def run_artifacts(spec: str, protocol: Protocol, quick: bool = False) -> dict[str, Any]:
+    """An artifact spec's scenarios (the `--quick` subset with `quick`): the drop-in's
+    artifacts against Keras's class's, on real fits. A known difference of the drop-in
+    (`ArtifactSpec.known`) that diverges is an expected failure (`xfailed`); one that no
+    longer diverges fails, so the list stays true."""
+    from cbdsl.conformance import artifacts, fit
+
+    fit.deterministic()
+    owner = artifacts.ARTIFACT_SPECS[spec]
+    section = _section()
+    section.update(xfailed=[], skipped=[])
+    chosen = owner.selected(quick)
+    if len(chosen) < len(owner.scenarios):
+        section["left_out"] = {"count": len(owner.scenarios) - len(chosen),
+                               "reason": "--quick runs a subset"}
+    for scenario in chosen:
+        try:
+            result = artifacts.check(spec, scenario)
+        except Exception as error:
+            _fail(section, scenario.name, _crash(error))
+        else:
+            known = owner.known.get(scenario.name)
+            if result.status == "skipped":
+                section["skipped"].append({"name": scenario.name, "reason": result.reason})
+            elif known is None and result.passed:
+                section["passed"] += 1
+            elif known is None:
+                _fail(section, scenario.name, result.divergence)
+            elif result.passed:
+                _fail(section, scenario.name, f"listed as a known difference of the drop-in "
+                      f"({known}) but now the same as Keras's: take it out of "
+                      f"ARTIFACT_SPECS[{spec!r}].known")
+            else:
+                section["xfailed"].append({"name": scenario.name, "reason": known,
+                                           "divergence": result.divergence})
+        protocol.advance(COST["artifact"], f"artifacts {spec}/{scenario.name}")
+    if not section["passed"] and not section["failed"] and not section["xfailed"]:
+        reasons = sorted({s["reason"] for s in section["skipped"]})
+        return {**_skip("; ".join(reasons) or "no scenario"), "skipped": section["skipped"]}
+    return section
+
+
+def plan(specs: list[str], sections: list[str], examples: int, quick: bool = False) -> float:
     """The work ahead, in the units of `COST`."""
     from cbdsl.conformance import fit
+    from cbdsl.conformance.artifacts import ARTIFACT_SPECS
     from cbdsl.conformance.runner import case_paths
 
     total = 0.0
     if "language" in sections:
         total += COST["language"] * len(case_paths("language"))
     for spec in specs:
+        if spec in ARTIFACT_SPECS:
+            if "artifacts" in sections:
+                total += COST["artifact"] * len(ARTIFACT_SPECS[spec].selected(quick))
+            continue
         if "cases" in sections:
             total += COST["case"] * len(case_paths(spec))
         if "differential" in sections:
@@ -267,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", action="append", default=[])
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--coverage", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="the artifacts' quick subset")
     args = parser.parse_args(argv)
     protocol = Protocol()
     backend = os.environ.get("KERAS_BACKEND", "")
@@ -282,15 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
     import keras
 
+    from cbdsl.conformance.artifacts import ARTIFACT_SPECS
     from cbdsl.conformance.specs import SPECS
 
     if keras.backend.backend() != backend:
         protocol.send("skipped", reason=f"Keras runs {keras.backend.backend()}, not {backend}")
         return 0
     timings["startup"] = time.perf_counter() - STARTED
-    specs = args.spec or list(SPECS)
+    specs = args.spec or [*SPECS, *ARTIFACT_SPECS]
+    decisions = [s for s in specs if s in SPECS]
     sections = [s for s in args.sections.split(",") if s]
-    protocol.send("plan", total=plan(specs, sections, args.examples), device=device_name)
+    protocol.send("plan", total=plan(specs, sections, args.examples, args.quick),
+                  device=device_name)
     rows: dict[str, dict[str, Any]] = {}
 
     def timed(section: str, work: Callable[[], Any]) -> Any:
@@ -302,18 +357,23 @@ def main(argv: list[str] | None = None) -> int:
 
     if "language" in sections:
         rows["language"] = {"language": timed("language", lambda: run_language(protocol))}
-    for spec in specs:
+    for spec in decisions:
         row = rows.setdefault(spec, {})
         if "cases" in sections:
             row["cases"] = timed("cases", lambda spec=spec: run_cases(spec, protocol))
-    for spec in specs:
+    for spec in decisions:
         if "differential" in sections:
             rows[spec]["differential"] = timed("differential", lambda spec=spec: (
                 run_differential(spec, args.examples, args.seed, protocol)))
     if "fit" in sections:
-        fits = timed("fit", lambda: run_fits(specs, protocol, args.device))
+        fits = timed("fit", lambda: run_fits(decisions, protocol, args.device))
         for spec, section in fits.items():
             rows[spec]["fit"] = section
+    if "artifacts" in sections:
+        for spec in specs:
+            if spec in ARTIFACT_SPECS:
+                rows.setdefault(spec, {})["artifacts"] = timed("artifacts", lambda spec=spec: (
+                    run_artifacts(spec, protocol, args.quick)))
     coverage = None
     if args.coverage:
         from cbdsl.conformance import coverage as cover

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from cbdsl.cli import main
 from cbdsl.conformance import SPECS, case_paths, load_case, run_case
+from cbdsl.conformance.artifacts import ARTIFACT_SPECS
 from cbdsl.conformance.conform import (
     BACKENDS,
     DEVICES,
@@ -49,10 +50,10 @@ def test_quick_run_passes_every_installed_backend(quick):
     done, data = quick
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert data["exit_status"] == 0
-    assert data["rows"] == ["language", *SPECS]
+    assert data["rows"] == ["language", *SPECS, *ARTIFACT_SPECS]
     assert list(data["columns"]) == [f"{b}/{d}" for d in DEVICES for b in BACKENDS]
     for backend in BACKENDS:
-        cpu = [data["cells"][row][f"{backend}/cpu"] for row in data["rows"]]
+        cpu = [data["cells"][row][f"{backend}/cpu"] for row in ["language", *SPECS]]
         if importlib.util.find_spec(backend) is None:
             assert all(c["status"] == "skipped" and "not installed" in c["reason"] for c in cpu)
             continue
@@ -76,6 +77,20 @@ def test_quick_run_fits_on_one_backend_and_says_why_not_the_others(quick):
             assert fit["status"] == "skipped" and "--quick" in fit["reason"]
     base_logger = data["cells"]["base_logger"][ran[0]]["sections"]["fit"]
     assert base_logger["status"] == "skipped" and "BaseLogger" in base_logger["reason"]
+    # the artifacts' quick subset, on the same backend; the other columns say why not
+    for spec, owner in ARTIFACT_SPECS.items():
+        for key in fits:
+            cell = data["cells"][spec][key]
+            section = cell["sections"]["artifacts"]
+            if key != ran[0]:
+                assert cell["status"] == "skipped" and "--quick" in cell["reason"]
+                continue
+            assert cell["status"] == "pass", section
+            quick = owner.selected(quick=True)
+            assert section["passed"] + len(section["xfailed"]) + len(section["skipped"]) == \
+                len(quick)
+            assert section["left_out"]["count"] == len(owner.scenarios) - len(quick)
+        assert "artifacts" in data["timings"][ran[0]]
 
 
 def test_gpu_cells_pass_or_say_why_they_were_skipped(quick):

@@ -1,50 +1,35 @@
 """`rules/csv_logger.cbd` writes the file `keras.callbacks.CSVLogger` writes, byte for byte.
 
-Each fit runs Keras's class and the drop-in side by side in one callback list, so both see the
-same logs; the expected file is whatever Keras wrote. The `write row` action and the functions
-the rule file reads (`sorted`, `startswith`, `file_empty`) are tested on their own below.
+The real fits are the `csv_logger` scenarios of `cbdsl.conformance.artifacts`, which
+`cbdsl conform` runs too: each fits once with Keras's class and once with the drop-in, in
+fresh folders, and the folders must hold the same files (the same error, where the fit
+fails). The checks below also say what Keras's file shows in each scenario. The `write row`
+action and the functions the rule file reads (`sorted`, `startswith`, `file_empty`) are
+tested on their own further down.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
-from tiny_fit import data, tiny_model
 
 import cbdsl
 from cbdsl import callbacks as dropin
 from cbdsl.cli import main
+from cbdsl.conformance import artifacts
 from cbdsl.diagnostics import CbdslCheckError
 
 RULE_FILE = Path(dropin.rule_file("csv_logger"))
+SPEC = artifacts.ARTIFACT_SPECS["csv_logger"]
+HEADER = "epoch,loss,mean_absolute_error,val_loss,val_mean_absolute_error"
 
 
-def fit_side_by_side(tmp_path: Path, *, epochs=3, before=(), fits=1, model=None,
-                     fit_args=None, **kwargs) -> tuple[bytes, bytes]:
-    """Fit with Keras's CSVLogger and the drop-in in one callback list; both files' bytes.
-
-    `before` are callbacks placed ahead of both loggers (to change the logs they see).
-    """
-    paths = tmp_path / "keras.csv", tmp_path / "cbdsl.csv"
-    loggers = [keras.callbacks.CSVLogger(str(paths[0]), **kwargs),
-               dropin.CSVLogger(str(paths[1]), **kwargs)]
-    model = model or tiny_model()
-    x, y = data()
-    fit_args = {"validation_split": 0.25, **(fit_args or {})}
-    for _ in range(fits):
-        model.fit(x, y, batch_size=16, epochs=epochs, verbose=0,
-                  callbacks=[*before, *loggers], **fit_args)
-    return paths[0].read_bytes(), paths[1].read_bytes()
-
-
-def lines(text: bytes) -> list[bytes]:
-    assert text.endswith(b"\r\n")
-    return text.split(b"\r\n")[:-1]
+def lines(text: str) -> list[str]:
+    assert text.endswith("\r\n")
+    return text.split("\r\n")[:-1]
 
 
 # ------------------------------------------------------------------- the interface
@@ -83,186 +68,115 @@ def test_dropin_accepts_a_path_object(tmp_path):
 # ------------------------------------------------------------------- real fits
 
 
-@pytest.mark.fit
-@pytest.mark.parametrize("epochs", [3, 5])
-def test_same_file_as_keras(tmp_path, epochs):
-    expected, ours = fit_side_by_side(tmp_path, epochs=epochs)
-    assert ours == expected
-    header, *rows = lines(expected)
-    assert header == b"epoch,loss,mean_absolute_error,val_loss,val_mean_absolute_error"
-    assert [row.split(b",")[0] for row in rows] == [str(e).encode() for e in range(epochs)]
+def logged(artifact: dict) -> list[str]:
+    """The lines of the log file a scenario left."""
+    return lines(artifact["files"]["log.csv"])
+
+
+def header_and_epochs(count: int):
+    def check(artifact: dict) -> None:
+        header, *rows = logged(artifact)
+        assert header == HEADER
+        assert [row.split(",")[0] for row in rows] == [str(e) for e in range(count)]
+    return check
+
+
+def separated_by(separator: str):
+    def check(artifact: dict) -> None:
+        assert logged(artifact)[0].split(separator)[:2] == ["epoch", "loss"]
+    return check
+
+
+def na_validation_columns(artifact: dict) -> None:
+    header, *rows = logged(artifact)
+    assert header == HEADER
+    assert rows and all(row.endswith(",NA,NA") for row in rows)
+
+
+def early_column_late_key(artifact: dict) -> None:
+    header, *rows = logged(artifact)
+    assert "early" in header and "late" not in header
+    assert [row.split(",")[1] for row in rows] == ["0.5", "NA", "NA", "NA"]
+
+
+def quoted_values(artifact: dict) -> None:
+    text = artifact["files"]["log.csv"]
+    assert '"""[0, 0.25]"""' in text and '"say ""hi"", epoch 0\n"' in text
+
+
+def second_fit_only(artifact: dict) -> None:
+    assert "old line" not in artifact["files"]["log.csv"]
+    assert len(logged(artifact)) == 4
+
+
+def one_header(artifact: dict) -> None:
+    # a non-empty file keeps its own header and gets none
+    assert len([line for line in logged(artifact) if line.startswith("epoch,")]) == 1
+
+
+def both_fits_under_one_header(artifact: dict) -> None:
+    assert len(logged(artifact)) == 1 + 3 + 3
+    one_header(artifact)
+
+
+def name_kept(artifact: dict) -> None:
+    assert list(artifact["files"]) == ["log_{epoch}.csv"]
+
+
+def raised(kind: str, message: str = ""):
+    def check(artifact: dict) -> None:
+        assert artifact["error"]["type"] == kind
+        assert message in artifact["error"]["message"]
+    return check
+
+
+def raised_without_making_a_folder(artifact: dict) -> None:
+    raised("FileNotFoundError")(artifact)
+    assert artifact["folders"] == [] and artifact["files"] == {}
+
+
+# what Keras's artifact shows in each scenario (the drop-in's must equal it)
+SHOWS = {
+    "three_epochs": header_and_epochs(3),
+    "five_epochs": header_and_epochs(5),
+    "separator_semicolon": separated_by(";"),
+    "separator_tab": separated_by("\t"),
+    "separator_space": separated_by(" "),
+    "no_validation": na_validation_columns,
+    "keys_change": early_column_late_key,
+    "values_and_quoting": quoted_values,
+    "overwrite": second_fit_only,
+    "append_no_file": one_header,
+    "append_empty_file": one_header,
+    "append_to_lines": one_header,
+    "append_two_fits": both_fits_under_one_header,
+    "append_two_fits_separator": separated_by(";"),
+    "braces_in_filename": name_kept,
+    "separator_two_characters": raised("TypeError", "1-character string"),
+    "filename_is_a_folder": raised("IsADirectoryError"),
+    "filename_is_a_folder_append": raised("IsADirectoryError"),
+    "missing_folder": raised_without_making_a_folder,
+    "missing_folder_append": raised_without_making_a_folder,
+    "file_as_folder": raised("NotADirectoryError"),
+    "unwritable_folder": raised("PermissionError"),
+    "read_only_system_folder": raised("PermissionError"),
+}
+
+
+def test_every_scenario_says_what_it_shows():
+    assert list(SHOWS) == [s.name for s in SPEC.scenarios]
 
 
 @pytest.mark.fit
-@pytest.mark.parametrize("separator", [";", "\t", " "])
-def test_custom_separator(tmp_path, separator):
-    expected, ours = fit_side_by_side(tmp_path, separator=separator)
-    assert ours == expected
-    assert lines(expected)[0].split(separator.encode())[:2] == [b"epoch", b"loss"]
-
-
-@pytest.mark.fit
-def test_without_validation_the_val_columns_are_na(tmp_path):
-    expected, ours = fit_side_by_side(tmp_path, fit_args={"validation_split": 0.0})
-    assert ours == expected
-    header, *rows = lines(expected)
-    assert header == b"epoch,loss,mean_absolute_error,val_loss,val_mean_absolute_error"
-    assert all(row.endswith(b",NA,NA") for row in rows)
-
-
-@pytest.mark.fit
-def test_keys_appearing_or_vanishing_in_later_epochs(tmp_path):
-    def change_logs(epoch, logs):
-        if epoch == 0:
-            logs["early"] = 0.5  # only in the first epoch: NA afterwards
-        if epoch >= 1:
-            logs["late"] = epoch * 1.5  # not a column: never written
-
-    expected, ours = fit_side_by_side(
-        tmp_path, epochs=4, before=[keras.callbacks.LambdaCallback(on_epoch_end=change_logs)])
-    assert ours == expected
-    header, *rows = lines(expected)
-    assert b"early" in header and b"late" not in header
-    assert [row.split(b",")[1] for row in rows] == [b"0.5", b"NA", b"NA", b"NA"]
-
-
-@pytest.mark.fit
-def test_lists_arrays_text_and_quoting(tmp_path):
-    def change_logs(epoch, logs):
-        logs["as_list"] = [epoch, 0.25]
-        logs["as_array"] = np.arange(3, dtype="float32") + epoch
-        logs["scalar_array"] = np.array(epoch * 0.5, dtype="float32")
-        logs["text"] = f'say "hi", epoch {epoch}\n'
-        logs["none"] = None
-
-    expected, ours = fit_side_by_side(
-        tmp_path, before=[keras.callbacks.LambdaCallback(on_epoch_end=change_logs)])
-    assert ours == expected
-    assert b'"""[0, 0.25]"""' in expected and b'"say ""hi"", epoch 0\n"' in expected
-
-
-@pytest.mark.fit
-def test_overwrites_without_append(tmp_path):
-    (tmp_path / "keras.csv").write_text("old line\n")
-    (tmp_path / "cbdsl.csv").write_text("old line\n")
-    expected, ours = fit_side_by_side(tmp_path, fits=2)
-    assert ours == expected
-    assert b"old line" not in expected and len(lines(expected)) == 4  # the second fit only
-
-
-@pytest.mark.fit
-@pytest.mark.parametrize("existing", [None, "", "epoch,loss\r\n0,1.0\r\n"],
-                         ids=["no-file", "empty-file", "non-empty-file"])
-def test_append(tmp_path, existing):
-    if existing is not None:
-        for name in ("keras.csv", "cbdsl.csv"):
-            (tmp_path / name).write_bytes(existing.encode())
-    expected, ours = fit_side_by_side(tmp_path, append=True)
-    assert ours == expected
-    headers = [line for line in lines(expected) if line.startswith(b"epoch,")]
-    assert len(headers) == 1  # a non-empty file keeps its own header and gets none
-
-
-@pytest.mark.fit
-def test_two_fits_in_a_row_in_append_mode(tmp_path):
-    expected, ours = fit_side_by_side(tmp_path, append=True, fits=2, epochs=3)
-    assert ours == expected
-    assert len(lines(expected)) == 1 + 3 + 3  # one header, then both fits' epochs
-
-
-@pytest.mark.fit
-def test_two_fits_in_a_row_in_append_mode_with_a_custom_separator(tmp_path):
-    expected, ours = fit_side_by_side(tmp_path, append=True, fits=2, separator=";")
-    assert ours == expected
-
-
-@pytest.mark.fit
-def test_a_filename_with_braces_is_used_as_it_is(tmp_path):
-    paths = tmp_path / "keras_{epoch}.csv", tmp_path / "cbdsl_{epoch}.csv"
-    model, (x, y) = tiny_model(), data()
-    model.fit(x, y, epochs=2, verbose=0, callbacks=[keras.callbacks.CSVLogger(str(paths[0])),
-                                                    dropin.CSVLogger(str(paths[1]))])
-    assert paths[1].read_bytes() == paths[0].read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cbdsl_{epoch}.csv", "keras_{epoch}.csv"]
-
-
-@pytest.mark.fit
-def test_a_separator_of_two_characters_is_the_same_error_as_keras(tmp_path):
-    raised = []
-    for logger in (keras.callbacks.CSVLogger(str(tmp_path / "k.csv"), separator="ab"),
-                   dropin.CSVLogger(str(tmp_path / "c.csv"), separator="ab")):
-        model, (x, y) = tiny_model(), data()
-        with pytest.raises(TypeError, match="1-character string") as info:
-            model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
-        raised.append(str(info.value))
-    assert raised[0] == raised[1]
-
-
-# ------------------------------------------------------------------- bad paths
-
-
-def train_begin_error(filename: str, **kwargs) -> tuple[type, type]:
-    """The exception type each logger raises as a short fit begins."""
-    model, (x, y) = tiny_model(), data()
-    raised = []
-    for logger in (keras.callbacks.CSVLogger(filename, **kwargs),
-                   dropin.CSVLogger(filename, **kwargs)):
-        with pytest.raises(OSError) as info:
-            model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
-        raised.append(type(info.value))
-    return raised[0], raised[1]
-
-
-@pytest.mark.fit
-@pytest.mark.parametrize("append", [False, True])
-def test_a_directory_is_the_same_error_as_keras(tmp_path, append):
-    expected, ours = train_begin_error(str(tmp_path), append=append)
-    assert ours is expected is IsADirectoryError
-
-
-@pytest.mark.fit
-@pytest.mark.parametrize("append", [False, True])
-def test_a_missing_folder_is_the_same_error_as_keras(tmp_path, append):
-    expected, ours = train_begin_error(str(tmp_path / "missing" / "log.csv"), append=append)
-    assert ours is expected is FileNotFoundError
-    assert not (tmp_path / "missing").exists()  # no folder is made
-
-
-@pytest.mark.fit
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="needs POSIX permissions that apply to this user")
-def test_an_unwritable_folder_is_the_same_error_as_keras(tmp_path):
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        expected, ours = train_begin_error(str(folder / "log.csv"))
-    finally:
-        folder.chmod(0o700)
-    assert ours is expected is PermissionError
-
-
-@pytest.mark.fit
-@pytest.mark.skipif(os.name != "posix", reason="needs a POSIX /sys")
-def test_a_read_only_system_folder_is_the_same_error_as_keras():
-    # /sys refuses new files even to root, where the test above is skipped
-    if os.path.exists("/sys/cbdsl.csv") or not os.path.isdir("/sys"):
-        pytest.skip("no /sys to try")
-    try:
-        open("/sys/cbdsl.csv", "w").close()
-    except PermissionError:
-        pass
-    else:  # pragma: no cover - an unusual system
-        pytest.skip("/sys took a new file")
-    expected, ours = train_begin_error("/sys/cbdsl.csv")
-    assert ours is expected is PermissionError
-
-
-@pytest.mark.fit
-def test_a_file_as_folder_is_the_same_error_as_keras(tmp_path):
-    (tmp_path / "plain").write_text("x")
-    expected, ours = train_begin_error(str(tmp_path / "plain" / "log.csv"))
-    assert ours is expected is NotADirectoryError
+@pytest.mark.parametrize("name", list(SHOWS))
+def test_same_file_as_keras(tmp_path, name):
+    result = artifacts.check("csv_logger", name, folder=tmp_path)
+    if result.status == "skipped":
+        pytest.skip(result.reason)
+    assert result.passed, result.divergence
+    SHOWS[name](result.expected)
+    if result.expected["error"]:  # the same exception class, not a subclass
+        assert result.actual["error"]["type"] == result.expected["error"]["type"]
 
 
 # ------------------------------------------------------- the language pieces it uses

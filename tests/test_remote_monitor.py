@@ -1,15 +1,15 @@
 """`rules/remote_monitor.cbd` sends the requests `keras.callbacks.RemoteMonitor` sends.
 
-Each test serves HTTP on 127.0.0.1 (an ephemeral port, one server thread per callback) and
-records every request: method, path, headers, body. Keras's class and the drop-in sit side by
-side in one `fit`'s callback list, so both see the same logs, each posting to its own server;
-what Keras's server received is the expected value. Every server handles a known number of
-requests, and every wait is bounded (socket timeouts, thread joins).
+The real fits are the `remote_monitor` scenarios of `cbdsl.conformance.artifacts`, which
+`cbdsl conform` runs too: each fits once with Keras's class and once with the drop-in, each
+posting to a server of its own on 127.0.0.1 (an ephemeral port) that records every request:
+method, path, headers (the Host aside), body; with the warnings raised and the History
+returned. The checks below also say what Keras sent in each scenario. Every server handles a
+bounded number of requests, and every wait is bounded (socket timeouts, thread joins).
 """
 
 from __future__ import annotations
 
-import http.server
 import inspect
 import json
 import socket
@@ -21,63 +21,23 @@ import warnings
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
-from tiny_fit import data, tiny_model
 
 import cbdsl
 from cbdsl import callbacks as dropin
 from cbdsl.cli import main
+from cbdsl.conformance import artifacts
+from cbdsl.conformance.artifacts import HEADERS, Recorder, closed_port_root
 from cbdsl.diagnostics import CbdslCheckError
 
 pytest.importorskip("requests")
 
 RULE_FILE = Path(dropin.rule_file("remote_monitor"))
-HEADERS = {"X-Api-Key": "s3cret", "X-Run": "tiny-dense"}
+SPEC = artifacts.ARTIFACT_SPECS["remote_monitor"]
 UNREACHABLE = "Could not reach RemoteMonitor root server at {}"
 
 
 # -------------------------------------------------------------------- servers
-
-
-class Recorder(http.server.ThreadingHTTPServer):
-    """An HTTP server on an ephemeral port of 127.0.0.1 that records each POST it answers."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[dict] = []
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-
-    @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self) -> Recorder:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
-        self.thread.join(timeout=5)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    timeout = 5  # a stuck client cannot hold the server
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append({"method": self.command, "path": self.path,
-                                     "headers": dict(self.headers), "body": body})
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
 
 
 class Hanging:
@@ -113,21 +73,11 @@ class Hanging:
         self.close()
 
 
-def closed_port_root() -> str:
-    """A root URL on a port of 127.0.0.1 that nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 # ---------------------------------------------------------------------- fits
 
 
 def fit(callbacks, epochs=3):
-    x, y = data()
-    return tiny_model(5).fit(x, y, batch_size=16, epochs=epochs, validation_split=0.25,
-                            verbose=0, callbacks=callbacks)
+    return artifacts.fit_regression(artifacts.regression_model(5), callbacks, epochs=epochs)
 
 
 def unreachable_warnings(caught) -> list[tuple[type, str]]:
@@ -139,18 +89,70 @@ def decoded(request: dict, field: str | None) -> dict:
     """The payload of a request: its JSON body, or the JSON text of its form field."""
     if field is None:
         return json.loads(request["body"])
-    form = urllib.parse.parse_qs(request["body"].decode("ascii"), strict_parsing=True)
+    body = request["body"]
+    form = urllib.parse.parse_qs(body if isinstance(body, str) else body.decode("ascii"),
+                                 strict_parsing=True)
     assert list(form) == [field] and len(form[field]) == 1, form
     return json.loads(form[field][0])
 
 
-def comparable(request: dict) -> dict:
-    """A request without what differs between two servers: the port in the Host header."""
-    headers = {k: v for k, v in request["headers"].items() if k != "Host"}
-    return {**request, "headers": headers}
+# ---------------------------------------------------------------------- real fits
 
 
-# ---------------------------------------------------------------------- tests
+def posted_the_history(field: str | None, path: str = "/runs/tiny/epoch/", epochs: int = 3,
+                       headers: dict | None = HEADERS):
+    def check(artifact: dict) -> None:
+        assert not artifact["warnings"] and artifact["dropped"] == 0
+        history = artifact["history"]
+        assert len(artifact["requests"]) == epochs
+        content_type = ("application/json" if field is None
+                        else "application/x-www-form-urlencoded")
+        for epoch, request in enumerate(artifact["requests"]):
+            assert request["method"] == "POST" and request["path"] == path
+            assert request["headers"]["Content-Type"] == content_type
+            assert {k: request["headers"].get(k) for k in headers or {}} == (headers or {})
+            payload = decoded(request, field)
+            assert list(payload) == ["epoch", *history]
+            assert payload == {"epoch": epoch, **{k: v[epoch] for k, v in history.items()}}
+    return check
+
+
+def plain_numbers(field: str | None):
+    def check(artifact: dict) -> None:
+        for epoch, request in enumerate(artifact["requests"]):
+            payload = decoded(request, field)
+            assert {k: payload[k] for k in ("epoch", "half", "acc", "steps", "note")} == {
+                "epoch": epoch, "half": 0.25, "acc": 0.5, "steps": 3, "note": "x"}
+    return check
+
+
+def warned_each_epoch(artifact: dict) -> None:
+    assert artifact["requests"] == [] and len(artifact["history"]["loss"]) == 3
+    assert artifact["warnings"] == [f"UserWarning: {UNREACHABLE.format('ROOT')}"] * 3
+
+
+# what Keras's artifact shows in each scenario (the drop-in's must equal it)
+SHOWS = {
+    "json": posted_the_history(None),
+    "form": posted_the_history("metrics"),
+    "defaults": posted_the_history("data", "/publish/epoch/end/", epochs=2, headers=None),
+    "numpy_values_form": plain_numbers("data"),
+    "numpy_values_json": plain_numbers(None),
+    "unreachable_form": warned_each_epoch,
+    "unreachable_json": warned_each_epoch,
+}
+
+
+def test_every_scenario_says_what_it_shows():
+    assert list(SHOWS) == [s.name for s in SPEC.scenarios]
+
+
+@pytest.mark.fit
+@pytest.mark.parametrize("name", list(SHOWS))
+def test_fit_posts_what_keras_posts(tmp_path, name):
+    result = artifacts.check("remote_monitor", name, folder=tmp_path)
+    assert result.passed, result.divergence
+    SHOWS[name](result.expected)
 
 
 def test_dropin_has_keras_arguments_and_defaults():
@@ -163,65 +165,6 @@ def test_dropin_has_keras_arguments_and_defaults():
     for p in theirs:
         ours_default = definition.params[p.name].default
         assert ours_default == p.default or (p.default is None and ours_default == {}), p.name
-
-
-@pytest.mark.parametrize("send_as_json", [False, True], ids=["form", "json"])
-def test_fit_posts_what_keras_posts(send_as_json):
-    path = "/runs/tiny/epoch/"
-    field = None if send_as_json else "metrics"
-    kwargs = {"path": path, "headers": HEADERS, "send_as_json": send_as_json,
-              **({} if send_as_json else {"field": field})}
-    with Recorder() as theirs, Recorder() as ours, warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        history = fit([keras.callbacks.RemoteMonitor(root=theirs.root, **kwargs),
-                       dropin.RemoteMonitor(root=ours.root, **kwargs)])
-    assert not unreachable_warnings(w)
-    assert len(theirs.requests) == len(ours.requests) == 3
-    # the same requests, byte for byte: method, path, headers (the port of Host aside), body
-    assert [comparable(r) for r in ours.requests] == [comparable(r) for r in theirs.requests]
-    content_type = "application/json" if send_as_json else "application/x-www-form-urlencoded"
-    for epoch, request in enumerate(ours.requests):
-        assert request["method"] == "POST" and request["path"] == path
-        assert request["headers"]["Content-Type"] == content_type
-        assert {k: request["headers"][k] for k in HEADERS} == HEADERS
-        payload = decoded(request, field)
-        assert payload == decoded(theirs.requests[epoch], field)
-        assert list(payload) == ["epoch", *history.history]
-        assert payload == {"epoch": epoch, **{k: v[epoch] for k, v in history.history.items()}}
-
-
-def test_default_field_and_path_without_headers():
-    with Recorder() as theirs, Recorder() as ours:
-        fit([keras.callbacks.RemoteMonitor(root=theirs.root),
-             dropin.RemoteMonitor(root=ours.root)], epochs=2)
-    assert [comparable(r) for r in ours.requests] == [comparable(r) for r in theirs.requests]
-    assert [r["path"] for r in ours.requests] == ["/publish/epoch/end/"] * 2
-    assert [decoded(r, "data")["epoch"] for r in ours.requests] == [0, 1]
-
-
-def test_numpy_log_values_are_sent_as_plain_numbers():
-    logs = {"loss": np.float32(0.25), "acc": np.array(0.5), "steps": np.int64(3), "note": "x"}
-    for send_as_json in (False, True):
-        with Recorder() as theirs, Recorder() as ours:
-            keras.callbacks.RemoteMonitor(root=theirs.root, send_as_json=send_as_json) \
-                .on_epoch_end(4, dict(logs))
-            dropin.RemoteMonitor(root=ours.root, send_as_json=send_as_json) \
-                .on_epoch_end(4, dict(logs))
-        assert [comparable(r) for r in ours.requests] == [comparable(r) for r in theirs.requests]
-        field = None if send_as_json else "data"
-        assert decoded(ours.requests[0], field) == {"epoch": 4, "loss": 0.25, "acc": 0.5,
-                                                    "steps": 3, "note": "x"}
-
-
-@pytest.mark.parametrize("send_as_json", [False, True], ids=["form", "json"])
-def test_unreachable_server_warns_as_keras_and_training_goes_on(send_as_json):
-    root = closed_port_root()
-    for make in (keras.callbacks.RemoteMonitor, dropin.RemoteMonitor):
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always")
-            history = fit([make(root=root, headers=HEADERS, send_as_json=send_as_json)])
-        assert len(history.epoch) == 3
-        assert unreachable_warnings(w) == [(UserWarning, UNREACHABLE.format(root))] * 3, make
 
 
 @pytest.mark.filterwarnings("ignore:Could not reach")  # Keras's, from its thread
@@ -262,18 +205,17 @@ def test_missing_requests_is_keras_import_error(monkeypatch):
     assert str(ours.value) == str(theirs.value) == "RemoteMonitor requires the `requests` library."
 
 
-@pytest.mark.parametrize("send_as_json", [False, True], ids=["form", "json"])
-def test_written_python_posts_what_keras_posts(send_as_json):
+@pytest.mark.fit
+@pytest.mark.parametrize("name", ["form", "json"])
+def test_written_python_posts_what_keras_posts(tmp_path, name):
     from cbdsl.pythonize import pythonize
 
     namespace: dict = {"__name__": "written"}
     exec(compile(pythonize(cbdsl.check(RULE_FILE)), "<written>", "exec"), namespace)
-    kwargs = {"headers": HEADERS, "send_as_json": send_as_json}
-    with Recorder() as theirs, Recorder() as ours:
-        fit([keras.callbacks.RemoteMonitor(root=theirs.root, **kwargs),
-             namespace["RemoteMonitor"](root=ours.root, **kwargs)], epochs=2)
-    assert len(ours.requests) == 2
-    assert [comparable(r) for r in ours.requests] == [comparable(r) for r in theirs.requests]
+    result = artifacts.check("remote_monitor", name, namespace["RemoteMonitor"],
+                             folder=tmp_path)
+    assert result.passed, result.divergence
+    assert len(result.actual["requests"]) == 3
 
 
 def test_rule_file_is_clean_and_in_the_canonical_layout(capsys):

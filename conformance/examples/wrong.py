@@ -41,3 +41,24 @@ class WrongSignPlateau(keras.callbacks.ReduceLROnPlateau):
     def _set_monitor_op(self) -> None:
         super()._set_monitor_op()
         self.min_delta = -self.min_delta
+
+
+class SemicolonCSVLogger(keras.callbacks.CSVLogger):
+    """A CSVLogger whose default separator is `;` instead of `,`."""
+
+    def __init__(self, filename: Any, separator: str = ";", append: bool = False):
+        super().__init__(filename, separator=separator, append=append)
+
+
+class OffByOneCheckpoint(keras.callbacks.ModelCheckpoint):
+    """A ModelCheckpoint that fills `{epoch}` in file names from 0, not from 1."""
+
+    def _get_file_path(self, epoch: int, batch: int | None, logs: Any) -> str:
+        return super()._get_file_path(epoch - 1, batch, logs)
+
+
+class OneBasedRemoteMonitor(keras.callbacks.RemoteMonitor):
+    """A RemoteMonitor that sends epochs counted from 1, not from 0."""
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        super().on_epoch_end(epoch + 1, logs)
