@@ -1065,3 +1065,8 @@ ARTIFACT_SPECS: dict[str, ArtifactSpec] = {s.name: s for s in [
     ArtifactSpec(CHECKPOINT, "ModelCheckpoint", CHECKPOINT_SCENARIOS),
     ArtifactSpec(REMOTE, "RemoteMonitor", REMOTE_SCENARIOS),
 ]}
+
+# the callbacks built on effects (progress bar, EMA, backups, TensorBoard): their own module
+from cbdsl.conformance.artifact_effects import EFFECT_SPECS  # noqa: E402
+
+ARTIFACT_SPECS.update({s.name: s for s in EFFECT_SPECS})

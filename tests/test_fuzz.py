@@ -418,7 +418,9 @@ def _error(text: str) -> CbdslError:
     return info.value
 
 
-def _timed_error(text: str, limit: float = 5.0) -> CbdslError:
+def _timed_error(text: str, limit: float = 30.0) -> CbdslError:
+    # a guard against a blow-up (quadratic or worse), not a speed goal: those are measured by
+    # bench/, and a loaded machine takes several seconds here
     start = time.perf_counter()
     error = _error(text)
     assert time.perf_counter() - start < limit
