@@ -565,7 +565,7 @@ class Scope:
                 return "any"
             if name in ("keys", "sorted"):
                 return "table"  # a list: what `for` and `in` go through
-            if name in ("startswith", "file_empty"):
+            if name in ("startswith", "file_empty", "profiler_available"):
                 return "bool"
             if name == "json":
                 return "str"

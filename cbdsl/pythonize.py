@@ -481,7 +481,7 @@ CALLBACK_ATTRS = frozenset({
 # Local names the writer itself uses in hook methods.
 RESERVED_LOCALS = frozenset({
     "self", "epoch", "batch", "logs", "lr", "missing", "filepath", "f", "in_cooldown",
-    "math", "json", "os", "time", "warnings", "keras", "np", "is_improvement", "piecewise",
+    "math", "json", "os", "sys", "time", "warnings", "keras", "np", "is_improvement", "piecewise",
     "call_schedule", "file_empty", "write_row", "csv_field", "abs", "min", "max", "round",
     "float", "int", "bool", "list", "dict", "sorted",
     "str", "print", "len", "isinstance", "enumerate", "format", "type", "super", "None",
@@ -586,7 +586,8 @@ class _Module:
             helpers.update(HELPER_NEEDS.get(name, ()))
         for name in helpers:
             self.imports |= HELPER_IMPORTS[name]
-        std = sorted(m for m in self.imports if m in ("json", "math", "os", "time", "warnings"))
+        std = sorted(m for m in self.imports
+                     if m in ("json", "math", "os", "sys", "time", "warnings"))
         third = [line for key, line in (("keras", "import keras"),
                                         ("numpy", "import numpy as np")) if key in self.imports]
         lines = head + [f"import {m}" for m in std]
@@ -2057,6 +2058,10 @@ class _ClassWriter:
             return Code(f"{name}({', '.join(texts)})")
         if name == "backend":
             return Code("keras.backend.backend()")
+        if name == "profiler_available":
+            self.module.imports.add("sys")
+            return Code('(keras.backend.backend() == "tensorflow" or (keras.backend.backend() '
+                        '== "jax" and sys.version_info >= (3, 12)))')
         if name == "now":
             self.module.imports.add("time")
             return Code("time.time()")

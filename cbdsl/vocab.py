@@ -335,6 +335,14 @@ def _backend() -> str:
     return keras.backend.backend()
 
 
+def _profiler_available() -> bool:
+    # as Keras's TensorBoard decides: TensorFlow, or JAX on Python 3.12 or later
+    import sys
+
+    backend = _backend()
+    return backend == "tensorflow" or (backend == "jax" and sys.version_info >= (3, 12))
+
+
 def _now() -> float:
     import time
 
@@ -423,6 +431,9 @@ FUNCTIONS: dict[str, Function] = {
                  numeric=False),
         Function("backend", 0, 0, _backend, "the Keras backend: tensorflow, jax, torch or numpy",
                  numeric=False),
+        Function("profiler_available", 0, 0, _profiler_available,
+                 "whether Keras's TensorBoard can profile here: on TensorFlow, or on JAX with "
+                 "Python 3.12 or later", numeric=False),
         Function("now", 0, 0, _now, "the wall-clock time in seconds (Python's time.time())",
                  numeric=False),
         Function("path", 1, None, _path, "strings joined as a file path (os.path.join)",
