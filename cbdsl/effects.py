@@ -152,7 +152,7 @@ def join_fit(cb: Any) -> None:
     backup holds the state of each), and drops any backup left waiting by a failed fit."""
     cb.deferred = []
     try:
-        fit = _FITS.get(cb.model)
+        fit = _fit_of(cb.model)
     except TypeError:  # a model that cannot be weakly referenced: no backups of rule state
         return
     if fit is None or fit.params is not cb.params:  # Keras gives one params dict per fit
@@ -161,9 +161,16 @@ def join_fit(cb: Any) -> None:
         fit.members.append(cb)
 
 
+def _fit_of(model: Any) -> Fit | None:
+    try:
+        return _FITS.get(model)
+    except TypeError:  # a model that cannot be weakly referenced
+        return None
+
+
 def take_restored(cb: Any) -> None:
     """After its train-begin rules: the state a resumed backup holds for this callback."""
-    fit = _FITS.get(cb.model) if cb.model is not None else None
+    fit = _fit_of(cb.model)
     if fit is not None and fit.restored and cb in fit.members:
         entry = fit.restored.pop(_key(fit.members.index(cb), cb), None)
         if entry is not None:
@@ -176,8 +183,6 @@ class Capture:
 
     dir: str
     stamp: str
-    keep_previous: bool
-    where: str
 
 
 def backup_store(cb: Any, *, where: str, dir: Any, epochs_done: Any, batch_index: Any = 0,
@@ -190,17 +195,17 @@ def backup_store(cb: Any, *, where: str, dir: Any, epochs_done: Any, batch_index
     if is_writer():
         _write_keras_backup(cb.model, directory, int(epochs_done), int(batch_index),
                             bool(keep_previous), stamp, where)
-    fit = _FITS.get(cb.model)
+    fit = _fit_of(cb.model)
     members = [m for m in (fit.members if fit else [cb]) if cb.event in m.rules_by_event]
     last = members[-1] if cb in members else cb
-    last.deferred.append(Capture(directory, stamp, bool(keep_previous), where))
+    last.deferred.append(Capture(directory, stamp))
     return f"back up epoch {int(epochs_done)} to {directory}"
 
 
 def run_deferred(cb: Any) -> None:
     """Write the rules' state of the backups left for the end of this callback's event."""
     captures, cb.deferred = cb.deferred, []
-    fit = _FITS.get(cb.model)
+    fit = _fit_of(cb.model)
     members = fit.members if fit else [cb]
     for capture in captures:
         if is_writer():
@@ -382,7 +387,7 @@ def _resume_rules(cb: Any, directory: str, stamp: str | None) -> None:
     if data.get("learning_rate") is not None:
         with contextlib.suppress(CbdslRuntimeError):  # a schedule: nothing to set
             runtime.write_lr(cb.model, data["learning_rate"], "backup.resume")
-    fit = _FITS.get(cb.model)
+    fit = _fit_of(cb.model)
     members = fit.members if fit else []
     unmatched = []
     for key, entry in data.get("callbacks", {}).items():
