@@ -147,8 +147,9 @@ PROGBAR_SCENARIOS = (
 def swap_ema_weights(run: Run, *, use_ema: bool = True, swap_on_epoch: bool = False,
                      predict: bool = False) -> Artifact:
     """Fit with validation, then evaluate (and predict) with the callback; the weights seen
-    at each epoch's start and end (by a callback listed after), after each call, and the
-    losses validation and evaluate report."""
+    at each epoch's start and end and as each evaluation begins (by a callback listed after:
+    the weights evaluation runs on), after each call, and the losses validation and evaluate
+    report."""
     import keras
 
     model = _model(use_ema=use_ema)
@@ -157,8 +158,14 @@ def swap_ema_weights(run: Run, *, use_ema: bool = True, swap_on_epoch: bool = Fa
     def probe(event: str):
         return lambda epoch, logs=None: seen.append([event, epoch, _weights(model)])
 
-    watcher = keras.callbacks.LambdaCallback(on_epoch_begin=probe("epoch_begin"),
-                                             on_epoch_end=probe("epoch_end"))
+    class Watcher(keras.callbacks.Callback):
+        on_epoch_begin = staticmethod(probe("epoch_begin"))
+        on_epoch_end = staticmethod(probe("epoch_end"))
+
+        def on_test_begin(self, logs=None):
+            seen.append(["test_begin", None, _weights(model)])
+
+    watcher = Watcher()
     swapper = run.build(swap_on_epoch=swap_on_epoch)
     history = run.attempt(lambda: _fit(model, [swapper, watcher]))
     out: dict[str, Any] = {"seen": seen, "history": history.history if history else None,
@@ -166,7 +173,8 @@ def swap_ema_weights(run: Run, *, use_ema: bool = True, swap_on_epoch: bool = Fa
     if history is None:
         return out
     x, y = _data()
-    out["evaluate"] = model.evaluate(x, y, batch_size=16, verbose=0, callbacks=[swapper])
+    out["evaluate"] = model.evaluate(x, y, batch_size=16, verbose=0,
+                                     callbacks=[swapper, watcher])
     out["after_evaluate"] = _weights(model)
     if predict:
         out["predicted"] = np.asarray(model.predict(x[:4], verbose=0,
