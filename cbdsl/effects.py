@@ -151,12 +151,12 @@ def join_fit(cb: Any) -> None:
     """Called by every compiled callback as training begins: it joins this fit's list (a
     backup holds the state of each), and drops any backup left waiting by a failed fit."""
     cb.deferred = []
-    try:
-        fit = _fit_of(cb.model)
-    except TypeError:  # a model that cannot be weakly referenced: no backups of rule state
-        return
+    fit = _fit_of(cb.model)
     if fit is None or fit.params is not cb.params:  # Keras gives one params dict per fit
-        fit = _FITS[cb.model] = Fit(cb.params)
+        try:
+            fit = _FITS[cb.model] = Fit(cb.params)
+        except TypeError:  # no model, or one that cannot be weakly referenced: no registry
+            return
     if cb not in fit.members:
         fit.members.append(cb)
 
