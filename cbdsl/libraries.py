@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cbdsl.checker import INVALID, REQUIRED, ParamInfo, library_dirs
 from cbdsl.diagnostics import CbdslError
+from cbdsl.vocab import rule_literal
 
 
 @dataclass(frozen=True)
@@ -65,19 +64,7 @@ def signature(params: dict[str, ParamInfo]) -> str:
                 typed and info.node.default is None):
             parts.append(f"{name}: {info.type}")
         elif typed:
-            parts.append(f"{name}: {info.type} = {_literal(info.default)}")
+            parts.append(f"{name}: {info.type} = {rule_literal(info.default)}")
         else:
-            parts.append(f"{name} = {_literal(info.default)}")
+            parts.append(f"{name} = {rule_literal(info.default)}")
     return f"({', '.join(parts)})"
-
-
-def _literal(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return json.dumps(value)
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
-    return repr(value)

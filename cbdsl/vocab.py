@@ -194,19 +194,25 @@ class Effect:
     events: frozenset[str] | None = None
 
     def signature(self) -> str:
-        args = [p.name if p.required else f"{p.name} = {_literal(p.default)}"
+        args = [p.name if p.required else f"{p.name} = {rule_literal(p.default)}"
                 for p in self.params]
         return f"{self.name}({', '.join(args)})"
 
 
-def _literal(value: Any) -> str:
+def rule_literal(value: Any) -> str:
+    """A constant as a rule file writes it: `none`, `true`, JSON strings and numbers, tables."""
+    import json
+
     if value is None:
         return "none"
     if isinstance(value, bool):
         return "true" if value else "false"
-    import json
-
-    return json.dumps(value)
+    if isinstance(value, str | int | float):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{rule_literal(k)}: {rule_literal(v)}"
+                               for k, v in value.items()) + "}"
+    return repr(value)
 
 
 def _opt(name: str, type_: str, default: Any = None) -> EffectParam:
