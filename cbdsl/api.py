@@ -8,9 +8,9 @@ from typing import Any
 
 from cbdsl.checker import CheckedProgram
 from cbdsl.checker import check as _check
-from cbdsl.nodes import Program
-from cbdsl.parser import parse as _parse
-from cbdsl.parser import read_source
+from cbdsl.syntax.nodes import Program
+from cbdsl.syntax.parser import parse as _parse
+from cbdsl.syntax.parser import read_source
 
 Source = str | os.PathLike[str] | Program | CheckedProgram
 

@@ -431,7 +431,7 @@ def run_fmt(paths: Sequence[str], check: bool = False, diff: bool = False) -> in
 
     from cbdsl.diagnostics import CbdslError
     from cbdsl.fmt import format_source
-    from cbdsl.parser import decode, read_source
+    from cbdsl.syntax.parser import decode, read_source
 
     files: list[str] = []
     for path in paths:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cbdsl import nodes as n
-from cbdsl import vocab
+from cbdsl import language
+from cbdsl.syntax import nodes as n
 
 _EVENTS = {
     "train_begin": "when training begins", "train_end": "when training ends",
@@ -187,12 +187,12 @@ class _Words:
             options = {o.name.name: self.text(o.value) for o in a.options}
             if "headers" in options:
                 words += f" with the headers {options['headers']}"
-            words += f", with a {options.get('timeout', f'{vocab.POST_TIMEOUT:g}')} s timeout"
+            words += f", with a {options.get('timeout', f'{language.POST_TIMEOUT:g}')} s timeout"
             if a.otherwise is not None:
                 words += f"; if the server cannot be reached, {self.action(a.otherwise)}"
             return words
         if isinstance(a, n.Effect):
-            effect = vocab.EFFECTS.get(a.full_name)
+            effect = language.EFFECTS.get(a.full_name)
             args = [self.text(x) for x in a.args]
             args += [f"{k.name.name} = {self.text(k.value)}" for k in a.keywords]
             what = effect.doc.split(";")[0] if effect else a.full_name

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from lark import Token, Tree
 
-from cbdsl.parser import lark_parser, parse_tree
+from cbdsl.syntax.parser import lark_parser, parse_tree
 
 WIDTH = 100
 INDENT = "  "

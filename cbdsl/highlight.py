@@ -18,7 +18,7 @@ from pygments.token import (
     Whitespace,
 )
 
-from cbdsl import vocab
+from cbdsl import language
 
 
 def _keywords() -> tuple[str, ...]:
@@ -28,9 +28,9 @@ def _keywords() -> tuple[str, ...]:
     return tuple(sorted(found - {"true", "false", "none"}))
 
 
-_EVENTS = tuple(sorted({*vocab.EVENTS, *vocab.EVENT_ALIASES}))
-_FUNCTIONS = tuple(sorted(vocab.FUNCTIONS))
-_BUILTINS = tuple(sorted(vocab.BUILTIN_NAMES))
+_EVENTS = tuple(sorted({*language.EVENTS, *language.EVENT_ALIASES}))
+_FUNCTIONS = tuple(sorted(language.FUNCTIONS))
+_BUILTINS = tuple(sorted(language.BUILTIN_NAMES))
 
 
 class CbdslLexer(RegexLexer):

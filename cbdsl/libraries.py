@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cbdsl.checker import INVALID, REQUIRED, ParamInfo, library_dirs
+from cbdsl.checker import INVALID, REQUIRED, ParamInfo
+from cbdsl.checker.libraries import library_dirs
 from cbdsl.diagnostics import CbdslError
-from cbdsl.vocab import rule_literal
+from cbdsl.language import rule_literal
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,13 @@ import textwrap
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cbdsl import nodes as n
-from cbdsl import vocab
-from cbdsl.checker import (
-    REQUIRED,
-    CheckedProgram,
-    Definition,
-    filter_counter,
-    flat_actions,
-    metric_name_of,
-    template_fields,
-    walk,
-)
+from cbdsl import language as vocab
+from cbdsl.checker import REQUIRED, CheckedProgram, Definition
+from cbdsl.checker.order import filter_counter
+from cbdsl.checker.templates import template_fields
+from cbdsl.checker.trackers import metric_name_of
+from cbdsl.syntax import nodes as n
+from cbdsl.syntax.walk import flat_actions, walk
 from cbdsl.diagnostics import CbdslCompileError, Diagnostic
 
 WIDTH = 100  # the longest line written (the project's own ruff line length)
@@ -700,7 +695,7 @@ class _ClassWriter:
         self.uses: set[str] = set()  # current_epoch, steps, stopped_epoch
         self.trackers: dict[int, _Tracker] = {}
         self.tracker_by_name: dict[str, _Tracker] = {}
-        from cbdsl.compiler import restored_trackers
+        from cbdsl.checker.trackers import restored_trackers
 
         self.restored = restored_trackers([rule for _, rule in self.rules])
         self.mode_checks: dict[str, None] = {}  # parameters used as a tracker's mode
@@ -723,7 +718,7 @@ class _ClassWriter:
             hint="the compiled callback (cbdsl.compile) runs it"))
 
     def _collect_trackers(self) -> None:
-        from cbdsl.compiler import tracker_name
+        from cbdsl.checker.trackers import tracker_name
 
         found = []
         for index, rule in self.rules:
@@ -2220,7 +2215,7 @@ def _wrap_def(line: str, indent: int) -> str:
 def _imported_rules(program: n.Program, seen: set[str] | None = None):
     """(path, source, rule) for each rule of the files `program` imports, recursively."""
     from cbdsl.diagnostics import CbdslError
-    from cbdsl.parser import parse, read_source
+    from cbdsl.syntax.parser import parse, read_source
 
     seen = set() if seen is None else seen
     base = os.path.dirname(os.path.abspath(program.path)) if program.path != "<string>" \

@@ -103,7 +103,7 @@ def replay(callbacks: list[Any], epochs: list[dict[str, float]],
             else 0.001.
     """
     from cbdsl.conformance.driver import StubModel, drive
-    from cbdsl.vocab import EVENTS
+    from cbdsl.language import EVENTS
 
     first = epochs[0] if epochs else {}
     lr = learning_rate if learning_rate is not None else first.get(

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from cbdsl import nodes
+from cbdsl.syntax import nodes
 
 # Plumbing of the syntax tree rather than features a rule writer uses.
 PLUMBING = {"Node", "Ident", "Program", "Keyword", "Number", "String", "Bool", "NoneLit",
@@ -26,20 +26,20 @@ def _snake(name: str) -> str:
 
 def universe() -> list[str]:
     """Every feature, as `kind:name`: syntax (node kinds), events, functions, diagnostics."""
-    from cbdsl import vocab
+    from cbdsl import language
     from cbdsl.diagnostics import CODES
 
     kinds = sorted(_snake(k.__name__) for k in vars(nodes).values()
                    if isinstance(k, type) and issubclass(k, nodes.Node)
                    and k.__module__ == nodes.__name__ and k.__name__ not in PLUMBING)
     codes = [c for c in CODES if c[1] in "1234"]  # E5xx belong to `cbdsl replay`
-    return ([f"syntax:{k}" for k in kinds] + [f"event:{e}" for e in vocab.EVENTS]
-            + [f"function:{f}" for f in vocab.FUNCTIONS] + [f"diagnostic:{c}" for c in codes])
+    return ([f"syntax:{k}" for k in kinds] + [f"event:{e}" for e in language.EVENTS]
+            + [f"function:{f}" for f in language.FUNCTIONS] + [f"diagnostic:{c}" for c in codes])
 
 
 def features(node: Any) -> set[str]:
     """The features one syntax-tree node (and everything under it) uses."""
-    from cbdsl import vocab
+    from cbdsl import language
 
     found: set[str] = set()
     for item in _walk(node):
@@ -48,13 +48,13 @@ def features(node: Any) -> set[str]:
             found.add(f"syntax:{_snake(kind)}")
         if isinstance(item, nodes.Rule):
             for event in item.events:
-                name = vocab.EVENT_ALIASES.get(event.name, event.name)
-                if name in vocab.EVENTS:  # a misspelt event is a diagnostic's case
+                name = language.EVENT_ALIASES.get(event.name, event.name)
+                if name in language.EVENTS:  # a misspelt event is a diagnostic's case
                     found.add(f"event:{name}")
         if isinstance(item, nodes.Call):
             func = getattr(item, "func", None)
             name = getattr(func, "name", None) if func is not None else None
-            if isinstance(name, str) and name in vocab.FUNCTIONS:
+            if isinstance(name, str) and name in language.FUNCTIONS:
                 found.add(f"function:{name}")
     return found
 

@@ -11,7 +11,7 @@ import json
 import keras
 import numpy as np
 
-from cbdsl.runtime import _backend_compare, is_improvement
+from cbdsl.runtime.monitor import _backend_compare, is_improvement
 
 TINY = float(np.finfo(np.float32).tiny)
 BIG = float(np.finfo(np.float32).max)

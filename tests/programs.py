@@ -17,11 +17,11 @@ import lark
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
-from cbdsl import vocab
+from cbdsl import language
 from cbdsl.diagnostics import CbdslSyntaxError
-from cbdsl.parser import parse_tree
+from cbdsl.syntax.parser import parse_tree
 
-NAMES = sorted({*vocab.EVENTS, *vocab.BUILTIN_NAMES, *vocab.FUNCTIONS, "val_loss", "loss",
+NAMES = sorted({*language.EVENTS, *language.BUILTIN_NAMES, *language.FUNCTIONS, "val_loss", "loss",
                 "val_accuracy", "lr", "watch", "patience", "factor", "keras", "x", "t"})
 NUMBERS = ["0", "1", "5", "0.2", "1e-3", ".5", "10"]
 STRINGS = ['"val_loss"', "'min'", '"ckpt/e{epoch:03d}.keras"', '"{loss:.3f}"', "''",

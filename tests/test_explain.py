@@ -41,9 +41,10 @@ def test_filters_labels_actions_and_options():
                          ids=lambda p: p.name)
 def test_every_shipped_rule_is_explained(path):
     program = cbdsl.parse(path)
-    rules = sum(isinstance(part, cbdsl.nodes.Rule)
+    nodes = cbdsl.syntax.nodes
+    rules = sum(isinstance(part, nodes.Rule)
                 for item in program.items
-                for part in (item.body if isinstance(item, cbdsl.nodes.CallbackDef) else [item]))
+                for part in (item.body if isinstance(item, nodes.CallbackDef) else [item]))
     lines = explain(program)
     assert sum(line.startswith("- ") and "Refuses" not in line for line in lines) == rules
     assert all("?" not in line for line in lines)

@@ -35,7 +35,7 @@ def comments(text: str) -> list[str]:
 def strings_free_comments(text: str) -> list[str]:
     """The comments of a rule file, found with the parser's own tokens (strings may hold `#`)."""
     from cbdsl.fmt import _tokens
-    from cbdsl.parser import lark_parser
+    from cbdsl.syntax.parser import lark_parser
 
     tree = lark_parser(keep_all_tokens=True).parse(text, start="start")
     found, last = [], 0

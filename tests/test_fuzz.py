@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from programs import programs as grammar_programs
 
 import cbdsl
-from cbdsl import vocab
+from cbdsl import language
 from cbdsl.checker import CheckedProgram
 from cbdsl.diagnostics import CODES, CbdslCheckError, CbdslError, CbdslSyntaxError
-from cbdsl.parser import MAX_BYTES, MAX_DEPTH, decode, read_source
+from cbdsl.syntax.parser import MAX_BYTES, MAX_DEPTH, decode, read_source
 
 FAST = settings(max_examples=250, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -78,8 +78,9 @@ def outcome(text: str) -> CheckedProgram | CbdslError:
 
 GRAMMAR = resources.files("cbdsl.grammar").joinpath("cbdsl.lark").read_text("utf-8")
 KEYWORDS = sorted(set(re.findall(r'"([^"\s]+)"', GRAMMAR)))  # every literal of the grammar
-NAMES = sorted({*vocab.EVENTS, *vocab.EVENT_ALIASES, *vocab.BUILTIN_NAMES, *vocab.FUNCTIONS,
-                *vocab.TRACKER_FIELDS, *vocab.PARAM_TYPES, "val_loss", "loss", "val_accuracy",
+NAMES = sorted({*language.EVENTS, *language.EVENT_ALIASES, *language.BUILTIN_NAMES,
+                *language.FUNCTIONS,
+                *language.TRACKER_FIELDS, *language.PARAM_TYPES, "val_loss", "loss", "val_accuracy",
                 "epoch_ned", "mx", "x", "p", "s", "mode", "min_delta", "baseline", "keras",
                 "team"})
 NUMBERS = ["0", "1", "5", "2.5", "1e-4", ".5", "5.", "-1", "1e999", "99999999999999999999"]
@@ -208,10 +209,10 @@ def test_the_valid_programs_are_valid_syntax():
 # ---------------------------------------------- syntactically valid programs
 
 
-EVENTS = [*vocab.EVENTS, "batch_end", "epoch_ned"]
+EVENTS = [*language.EVENTS, "batch_end", "epoch_ned"]
 METRICS = ["val_loss", "loss", "val_accuracy", "val_los", "x", "p", "s", "hits", "cooldown"]
 UNITS = ["epoch", "epochs", "batch", "batches", "step", "steps"]
-FUNCS = [*vocab.FUNCTIONS, "mx"]
+FUNCS = [*language.FUNCTIONS, "mx"]
 
 
 @st.composite
@@ -349,7 +350,7 @@ def programs(draw):
                     out += [pick(["p", "m", "cooldown", "weights"]), "=", *atom(1), ","]
                 else:
                     out += [pick(["hook", "f", "path"]), ":",
-                            pick([*vocab.PARAM_TYPES, "strng"]), ","]
+                            pick([*language.PARAM_TYPES, "strng"]), ","]
             out += [")", "{"]
             if chance():
                 out.append('"doc"')

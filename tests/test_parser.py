@@ -8,9 +8,9 @@ import re
 import pytest
 
 import cbdsl
-from cbdsl import nodes as n
 from cbdsl.diagnostics import CbdslSyntaxError, Span
-from cbdsl.parser import decode, describe_expected, read_source
+from cbdsl.syntax import nodes as n
+from cbdsl.syntax.parser import decode, describe_expected, read_source
 
 MISSION = "on epoch_end when val_loss stalls 5 do lr *= 0.2"
 
@@ -105,7 +105,7 @@ def test_spans_are_not_part_of_equality_so_layout_does_not_matter():
 
 
 def test_program_keeps_path_and_source_outside_equality():
-    program = cbdsl.parser.parse(MISSION, "policy.cbd")
+    program = cbdsl.syntax.parser.parse(MISSION, "policy.cbd")
     assert program.path == "policy.cbd" and program.source == MISSION
     assert program == cbdsl.parse(MISSION)
 
@@ -664,7 +664,7 @@ def test_nul_and_other_unprintable_characters_are_named_by_code():
 
 def test_syntax_errors_name_the_file():
     with pytest.raises(CbdslSyntaxError) as info:
-        cbdsl.parser.parse("on epoch_end do", "rules/plateau.cbd")
+        cbdsl.syntax.parser.parse("on epoch_end do", "rules/plateau.cbd")
     assert str(info.value).startswith("rules/plateau.cbd:1:16: error E102: ")
 
 

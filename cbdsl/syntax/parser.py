@@ -10,7 +10,7 @@ import lark
 from lark.lexer import PatternStr
 
 from cbdsl.diagnostics import CbdslSyntaxError, Diagnostic, Span
-from cbdsl.nodes import Expr, Program
+from cbdsl.syntax.nodes import Expr, Program
 
 MAX_BYTES = 1 << 20  # a policy is a page of text; 1 MiB is far past any real one
 MAX_DEPTH = 200  # syntax tree levels; deeper input is refused before it is walked
@@ -121,7 +121,7 @@ def parse(text: str, path: str = "<string>") -> Program:
     Raises:
         CbdslSyntaxError: the text is not a rule file (codes E1xx).
     """
-    from cbdsl.builder import build
+    from cbdsl.syntax.builder import build
 
     return build(parse_tree(text, path), text, path)
 
@@ -132,7 +132,7 @@ def parse_expression(text: str, path: str = "<expression>") -> Expr:
     Raises:
         CbdslSyntaxError: the text is not exactly one expression (codes E1xx).
     """
-    from cbdsl.builder import build
+    from cbdsl.syntax.builder import build
 
     return build(parse_tree(text, path, start="expr"), text, path)
 

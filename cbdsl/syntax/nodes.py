@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from cbdsl.diagnostics import Span
 
@@ -18,13 +18,21 @@ def _span() -> Span:
 
 @dataclass(frozen=True)
 class Node:
-    """Base of every node."""
+    """Base of every node.
+
+    Each node class names the fields that hold its sub-nodes in `children`, in source order
+    (an `Ident`, a name as written, is a leaf of its parent, not a child). The generic walk
+    of `cbdsl.syntax.walk` reads only that, so every analysis sees the same nodes.
+    """
+
+    children: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclass(frozen=True)
 class Ident(Node):
     """A name as written, with its own span (events, targets, options, ...)."""
 
+    children: ClassVar[tuple[str, ...]] = ()
     name: str
     span: Span = _span()
 
@@ -34,24 +42,28 @@ class Ident(Node):
 
 @dataclass(frozen=True)
 class Number(Node):
+    children: ClassVar[tuple[str, ...]] = ()
     value: int | float
     span: Span = _span()
 
 
 @dataclass(frozen=True)
 class String(Node):
+    children: ClassVar[tuple[str, ...]] = ()
     value: str
     span: Span = _span()
 
 
 @dataclass(frozen=True)
 class Bool(Node):
+    children: ClassVar[tuple[str, ...]] = ()
     value: bool
     span: Span = _span()
 
 
 @dataclass(frozen=True)
 class NoneLit(Node):
+    children: ClassVar[tuple[str, ...]] = ()
     span: Span = _span()
 
 
@@ -59,6 +71,7 @@ class NoneLit(Node):
 class Name(Node):
     """A plain name: a parameter, state variable, built-in counter or log metric."""
 
+    children: ClassVar[tuple[str, ...]] = ()
     id: str
     span: Span = _span()
 
@@ -67,6 +80,7 @@ class Name(Node):
 class Attribute(Node):
     """`tracker.field`, e.g. `plateau.best`."""
 
+    children: ClassVar[tuple[str, ...]] = ()
     value: Ident
     attr: Ident
     span: Span = _span()
@@ -74,6 +88,7 @@ class Attribute(Node):
 
 @dataclass(frozen=True)
 class Keyword(Node):
+    children: ClassVar[tuple[str, ...]] = ("value",)
     name: Ident
     value: Expr
     span: Span = _span()
@@ -83,6 +98,7 @@ class Keyword(Node):
 class Call(Node):
     """A call of a safe built-in function: `max(lr * 0.5, 1e-6)`."""
 
+    children: ClassVar[tuple[str, ...]] = ("args", "keywords")
     func: Ident
     args: tuple[Expr, ...] = ()
     keywords: tuple[Keyword, ...] = ()
@@ -93,12 +109,14 @@ class Call(Node):
 class Table(Node):
     """`{3: 0.05, 6: 0.01}`: a lookup table for piecewise schedules."""
 
+    children: ClassVar[tuple[str, ...]] = ("entries",)
     entries: tuple[tuple[Expr, Expr], ...] = ()
     span: Span = _span()
 
 
 @dataclass(frozen=True)
 class Unary(Node):
+    children: ClassVar[tuple[str, ...]] = ("operand",)
     op: str  # "-" | "+" | "not"
     operand: Expr
     span: Span = _span()
@@ -106,6 +124,7 @@ class Unary(Node):
 
 @dataclass(frozen=True)
 class BinOp(Node):
+    children: ClassVar[tuple[str, ...]] = ("left", "right")
     op: str  # + - * / // % **
     left: Expr
     right: Expr
@@ -116,6 +135,7 @@ class BinOp(Node):
 class Index(Node):
     """`table[key]`: one entry of a table or the logs."""
 
+    children: ClassVar[tuple[str, ...]] = ("value", "key")
     value: Expr
     key: Expr
     span: Span = _span()
@@ -125,6 +145,7 @@ class Index(Node):
 class Compare(Node):
     """`a < b <= c`: a chain, each link compared pairwise as in Python."""
 
+    children: ClassVar[tuple[str, ...]] = ("first", "rest")
     first: Expr
     rest: tuple[tuple[str, Expr], ...]
     span: Span = _span()
@@ -132,6 +153,7 @@ class Compare(Node):
 
 @dataclass(frozen=True)
 class BoolOp(Node):
+    children: ClassVar[tuple[str, ...]] = ("left", "right")
     op: str  # "and" | "or"
     left: Expr
     right: Expr
@@ -142,6 +164,7 @@ class BoolOp(Node):
 class Conditional(Node):
     """`a if cond else b`."""
 
+    children: ClassVar[tuple[str, ...]] = ("then", "cond", "orelse")
     then: Expr
     cond: Expr
     orelse: Expr
@@ -150,6 +173,7 @@ class Conditional(Node):
 
 @dataclass(frozen=True)
 class Option(Node):
+    children: ClassVar[tuple[str, ...]] = ("value",)
     name: Ident
     value: Expr
     span: Span = _span()
@@ -159,6 +183,7 @@ class Option(Node):
 class Stalls(Node):
     """`X stalls N`: no improvement of X for N checks (Keras patience)."""
 
+    children: ClassVar[tuple[str, ...]] = ("subject", "count", "options")
     subject: Expr
     count: Expr
     options: tuple[Option, ...] = ()
@@ -170,6 +195,7 @@ class Stalls(Node):
 class Improves(Node):
     """`X improves`: X beat its best so far by more than min_delta."""
 
+    children: ClassVar[tuple[str, ...]] = ("subject", "options")
     subject: Expr
     options: tuple[Option, ...] = ()
     alias: Ident | None = None
@@ -178,6 +204,7 @@ class Improves(Node):
 
 @dataclass(frozen=True)
 class IsNan(Node):
+    children: ClassVar[tuple[str, ...]] = ("subject",)
     subject: Expr
     negated: bool = False
     span: Span = _span()
@@ -185,6 +212,7 @@ class IsNan(Node):
 
 @dataclass(frozen=True)
 class IsFinite(Node):
+    children: ClassVar[tuple[str, ...]] = ("subject",)
     subject: Expr
     negated: bool = False
     span: Span = _span()
@@ -201,6 +229,7 @@ PREDICATES = (Stalls, Improves)
 
 @dataclass(frozen=True)
 class Every(Node):
+    children: ClassVar[tuple[str, ...]] = ("count",)
     count: Expr
     unit: Ident | None = None
     span: Span = _span()
@@ -210,6 +239,7 @@ class Every(Node):
 class After(Node):
     """`after N [unit]` and `from unit N`: the counter's index is at least N."""
 
+    children: ClassVar[tuple[str, ...]] = ("count",)
     count: Expr
     unit: Ident | None = None
     span: Span = _span()
@@ -217,6 +247,7 @@ class After(Node):
 
 @dataclass(frozen=True)
 class Before(Node):
+    children: ClassVar[tuple[str, ...]] = ("count",)
     count: Expr
     unit: Ident | None = None
     span: Span = _span()
@@ -224,6 +255,7 @@ class Before(Node):
 
 @dataclass(frozen=True)
 class Once(Node):
+    children: ClassVar[tuple[str, ...]] = ("at",)
     at: Expr
     unit: Ident | None = None
     span: Span = _span()
@@ -231,6 +263,7 @@ class Once(Node):
 
 @dataclass(frozen=True)
 class Priority(Node):
+    children: ClassVar[tuple[str, ...]] = ("value",)
     value: Expr
     span: Span = _span()
 
@@ -244,6 +277,7 @@ Filter = Union[Every, After, Before, Once]  # noqa: UP007
 class Assign(Node):
     """`lr = expr`, `lr *= expr`: write a training target."""
 
+    children: ClassVar[tuple[str, ...]] = ("value",)
     target: Ident
     op: str
     value: Expr
@@ -252,11 +286,13 @@ class Assign(Node):
 
 @dataclass(frozen=True)
 class Stop(Node):
+    children: ClassVar[tuple[str, ...]] = ()
     span: Span = _span()
 
 
 @dataclass(frozen=True)
 class Save(Node):
+    children: ClassVar[tuple[str, ...]] = ("path",)
     kind: str  # "model" | "weights"
     path: Expr
     span: Span = _span()
@@ -266,6 +302,7 @@ class Save(Node):
 class Restore(Node):
     """`restore best weights [of tracker]`."""
 
+    children: ClassVar[tuple[str, ...]] = ()
     tracker: Ident | None = None
     span: Span = _span()
 
@@ -274,6 +311,7 @@ class Restore(Node):
 class Log(Node):
     """`log name = value`, or `log [key] = value` with the key computed (`key_expr`)."""
 
+    children: ClassVar[tuple[str, ...]] = ("key_expr", "value")
     key: Ident | None
     value: Expr
     span: Span = _span()
@@ -282,12 +320,14 @@ class Log(Node):
 
 @dataclass(frozen=True)
 class Print(Node):
+    children: ClassVar[tuple[str, ...]] = ("template",)
     template: Expr
     span: Span = _span()
 
 
 @dataclass(frozen=True)
 class Warn(Node):
+    children: ClassVar[tuple[str, ...]] = ("template",)
     template: Expr
     span: Span = _span()
 
@@ -296,6 +336,7 @@ class Warn(Node):
 class Set(Node):
     """`set var op value`, or `set var[key] op value` for one entry of a table variable."""
 
+    children: ClassVar[tuple[str, ...]] = ("index", "value")
     var: Ident
     op: str
     value: Expr
@@ -305,6 +346,7 @@ class Set(Node):
 
 @dataclass(frozen=True)
 class Cooldown(Node):
+    children: ClassVar[tuple[str, ...]] = ("count",)
     count: Expr
     span: Span = _span()
 
@@ -313,6 +355,7 @@ class Cooldown(Node):
 class CallPython(Node):
     """`call hook(args)`: a Python function passed in explicitly by the caller."""
 
+    children: ClassVar[tuple[str, ...]] = ("args", "keywords")
     func: Ident
     args: tuple[Expr, ...] = ()
     keywords: tuple[Keyword, ...] = ()
@@ -323,6 +366,7 @@ class CallPython(Node):
 class Fail(Node):
     """`fail "message"`: end training with a RuntimeError."""
 
+    children: ClassVar[tuple[str, ...]] = ("template",)
     template: Expr
     span: Span = _span()
 
@@ -331,6 +375,7 @@ class Fail(Node):
 class For(Node):
     """`for k[, v] in table [when cond] do (actions)`: actions once per key (and value)."""
 
+    children: ClassVar[tuple[str, ...]] = ("iterable", "condition", "actions")
     names: tuple[Ident, ...]
     iterable: Expr
     condition: Expr | None
@@ -342,6 +387,7 @@ class For(Node):
 class WriteFile(Node):
     """`write TEXT to PATH` (replace the file's text) or `append TEXT to PATH` (add a line)."""
 
+    children: ClassVar[tuple[str, ...]] = ("text", "path")
     mode: str  # "write" | "append"
     text: Expr
     path: Expr
@@ -356,6 +402,7 @@ class WriteRow(Node):
     `file` is a path as it is, not a template.
     """
 
+    children: ClassVar[tuple[str, ...]] = ("row", "file", "options")
     row: Expr
     file: Expr
     options: tuple[Option, ...] = ()
@@ -370,6 +417,7 @@ class Post(Node):
     is the `print`, `warn` or `fail` run when the request fails.
     """
 
+    children: ClassVar[tuple[str, ...]] = ("body", "url", "options", "otherwise")
     kind: Ident
     body: Expr
     url: Expr
@@ -382,6 +430,7 @@ class Post(Node):
 class Effect(Node):
     """`group.name(args)`: a runtime primitive (`progress.update(seen, values = logs)`)."""
 
+    children: ClassVar[tuple[str, ...]] = ("args", "keywords")
     group: Ident
     name: Ident
     args: tuple[Expr, ...] = ()
@@ -397,6 +446,7 @@ class Effect(Node):
 class Record(Node):
     """`record`: append the epoch and every log value to the callback's history."""
 
+    children: ClassVar[tuple[str, ...]] = ()
     span: Span = _span()
 
 
@@ -408,6 +458,7 @@ Action = Union[Assign, Stop, Save, Restore, Log, Print, Warn, Set, Cooldown,  # 
 
 @dataclass(frozen=True)
 class Rule(Node):
+    children: ClassVar[tuple[str, ...]] = ("filters", "priority", "condition", "actions")
     events: tuple[Ident, ...]
     actions: tuple[Action, ...]
     filters: tuple[Filter, ...] = ()
@@ -421,6 +472,7 @@ class Rule(Node):
 class ParamDecl(Node):
     """A parameter: `patience = 5` (typed by its default), `path: str`, `hook: python = none`."""
 
+    children: ClassVar[tuple[str, ...]] = ("default",)
     name: Ident
     default: Expr | None = None
     type_name: Ident | None = None
@@ -431,6 +483,7 @@ class ParamDecl(Node):
 class VarDecl(Node):
     """`[keep] var NAME = VALUE`: a state variable; `keep` keeps it across `fit` calls."""
 
+    children: ClassVar[tuple[str, ...]] = ("value",)
     name: Ident
     value: Expr
     span: Span = _span()
@@ -439,6 +492,7 @@ class VarDecl(Node):
 
 @dataclass(frozen=True)
 class Import(Node):
+    children: ClassVar[tuple[str, ...]] = ("path",)
     path: String
     span: Span = _span()
 
@@ -447,6 +501,7 @@ class Import(Node):
 class Use(Node):
     """`use library.rule(args)`: instantiate a callback definition."""
 
+    children: ClassVar[tuple[str, ...]] = ("args", "keywords")
     name: tuple[Ident, ...]
     args: tuple[Expr, ...] = ()
     keywords: tuple[Keyword, ...] = ()
@@ -461,6 +516,7 @@ class Use(Node):
 class Require(Node):
     """`require COND else "message"`: a ValueError when the callback is built with bad args."""
 
+    children: ClassVar[tuple[str, ...]] = ("condition", "message")
     condition: Expr
     message: Expr
     span: Span = _span()
@@ -470,6 +526,7 @@ class Require(Node):
 class CallbackDef(Node):
     """`callback Name(param = default, ...) { rules }`."""
 
+    children: ClassVar[tuple[str, ...]] = ("params", "extends", "body")
     name: Ident
     params: tuple[ParamDecl, ...] = ()
     body: tuple[Rule | VarDecl | Require, ...] = ()
@@ -485,6 +542,7 @@ Item = Union[Rule, CallbackDef, Use, Import, ParamDecl, VarDecl]  # noqa: UP007
 class Program(Node):
     """One parsed rule file."""
 
+    children: ClassVar[tuple[str, ...]] = ("items",)
     items: tuple[Item, ...]
     path: str = field(default="<string>", compare=False)
     source: str = field(default="", compare=False, repr=False)

@@ -1,4 +1,4 @@
-"""Lark tree to nodes: a Transformer that builds `cbdsl.nodes`, never validating meaning."""
+"""Lark tree to nodes: a Transformer that builds `cbdsl.syntax.nodes`, never validating meaning."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import re
 import lark
 from lark import Token, Transformer, v_args
 
-from cbdsl import nodes as n
 from cbdsl.diagnostics import CbdslSyntaxError, Diagnostic, Span
-from cbdsl.vocab import MODES
+from cbdsl.language import MODES
+from cbdsl.syntax import nodes as n
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"', "'": "'"}
 _ESCAPE_RE = re.compile(r"\\(.)")

@@ -1,9 +1,7 @@
-"""The effects: progress bars, EMA swaps, backups and TensorBoard summaries, run by rule actions.
+"""Backups (BackupAndRestore): Keras's files plus every compiled callback's state, written whole.
 
-Each effect is called as `IMPLEMENTATIONS[name](cb, where=..., **arguments)` with the arguments
-the checker bound (see `cbdsl.vocab.EFFECTS`), and returns the text its firing shows in the
-timeline ("" for none). Rule files decide when and with what; an effect does the I/O, with
-Keras's and TensorFlow's own utilities where they have one. Keras is imported on first use.
+The fit registry here knows which compiled callbacks train one model together, so that a
+backup carries all their states and a resumed fit gives each its own back.
 """
 
 from __future__ import annotations
@@ -12,9 +10,7 @@ import contextlib
 import hashlib
 import io
 import json
-import logging
 import os
-import sys
 import uuid
 import warnings
 import weakref
@@ -24,101 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from cbdsl import runtime
-from cbdsl.diagnostics import CbdslRuntimeError, Diagnostic, KerasWorded
-from cbdsl.runtime import is_writer
-
-
-class EffectError(KerasWorded, CbdslRuntimeError, ValueError):
-    """An effect could not run, for a reason Keras's callback gives in the same words
-    (a ValueError, as Keras raises)."""
-
-
-def _resources(cb: Any) -> dict[str, Any]:
-    """What a callback's effects keep open between events: the bar, writers (not state)."""
-    return cb.__dict__.setdefault("resources", {})
-
-
-def _fail(message: str, where: str) -> EffectError:
-    return EffectError(Diagnostic("E405", message, hint=where))
-
-
-# ---------------------------------------------------------------- progress
-
-
-def progress_start(cb: Any, *, where: str, target: Any, verbose: Any = 1) -> str:
-    from keras.utils import Progbar
-
-    # every metric shown as it is, as Keras's ProgbarLogger asks (stateless_metrics=set())
-    _resources(cb)["progbar"] = Progbar(target=target, verbose=verbose, unit_name="step",
-                                        stateless_metrics=set())
-    return ""
-
-
-def progress_update(cb: Any, *, where: str, current: Any, values: Any = None,
-                    finalize: Any = False, target: Any = None, verbose: Any = 1) -> str:
-    bar = _resources(cb).get("progbar")
-    if bar is None:
-        progress_start(cb, where=where, target=target, verbose=verbose)
-        bar = _resources(cb)["progbar"]
-    if finalize and target is not None:
-        bar.target = target
-    bar.update(current, list((values or {}).items()), finalize=bool(finalize))
-    return ""
-
-
-def progress_display_base() -> type:
-    """A base that marks a compiled callback as the fit's progress display.
-
-    Keras adds its own `ProgbarLogger` to `fit` unless a callback is one; a callback whose
-    rules draw the bar takes its place. Only the type is borrowed: every hook is
-    `Callback`'s no-op, so the class's behaviour is its rules'.
-    """
-    import keras
-
-    base, plain = keras.callbacks.ProgbarLogger, keras.callbacks.Callback
-    names = [k for k, v in vars(base).items()
-             if callable(v) and (k.startswith("on_") or k in ("__init__", "set_params"))]
-    return type("ProgressDisplay", (base,), {k: getattr(plain, k) for k in names})
-
-
-# --------------------------------------------------------------------- EMA
-
-
-def _ema_swapper(cb: Any, where: str) -> Any:
-    """Keras's own SwapEMAWeights, used for its swap arithmetic (bit-exact on each backend)."""
-    import keras
-
-    optimizer = cb.model.optimizer
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    if not hasattr(optimizer, "optimizers") and \
-            not hasattr(optimizer, "_model_variables_moving_average"):
-        raise _fail("SwapEMAWeights must be used when `use_ema=True` is set on the optimizer. "
-                    f"Received: use_ema={getattr(optimizer, 'use_ema', False)}", where)
-    swapper = _resources(cb).get("ema")
-    if swapper is None:
-        swapper = _resources(cb)["ema"] = keras.callbacks.SwapEMAWeights()
-    swapper.set_model(cb.model)
-    return swapper
-
-
-def ema_swap(cb: Any, *, where: str) -> str:
-    _ema_swapper(cb, where)._swap_variables()
-    return "swap EMA weights"
-
-
-def ema_finalize(cb: Any, *, where: str) -> str:
-    _ema_swapper(cb, where)._finalize_ema_values()
-    return "EMA weights set to the model's"
-
-
-# ------------------------------------------------------------------ backups
-
-WEIGHTS = "latest.weights.h5"
-METADATA = "training_metadata.json"  # Keras's names: either class resumes the other's backup
-STATE = "cbdsl_state.npz"  # the rules' state (JSON) and their trackers' weight snapshots
-PREVIOUS = ".bkp"
-PARTIAL = "partial."  # a file being written, moved to its name once whole
+from cbdsl.diagnostics import CbdslRuntimeError, Diagnostic
+from cbdsl.runtime.effects.base import _fail
+from cbdsl.runtime.files import is_writer
+from cbdsl.runtime.training import read_lr, write_lr
 
 
 @dataclass
@@ -185,6 +90,32 @@ class Capture:
     stamp: str
 
 
+def run_deferred(cb: Any) -> None:
+    """Write the rules' state of the backups left for the end of this callback's event."""
+    captures, cb.deferred = cb.deferred, []
+    fit = _fit_of(cb.model)
+    members = fit.members if fit else [cb]
+    for capture in captures:
+        if is_writer():
+            _write_state(cb.model, capture, members)
+
+
+
+WEIGHTS = "latest.weights.h5"
+
+
+METADATA = "training_metadata.json"  # Keras's names: either class resumes the other's backup
+
+
+STATE = "cbdsl_state.npz"  # the rules' state (JSON) and their trackers' weight snapshots
+
+
+PREVIOUS = ".bkp"
+
+
+PARTIAL = "partial."  # a file being written, moved to its name once whole
+
+
 def backup_store(cb: Any, *, where: str, dir: Any, epochs_done: Any, batch_index: Any = 0,
                  keep_previous: Any = False) -> str:
     """Back up as Keras's BackupAndRestore does, here and now: the weights (the optimizer's
@@ -200,16 +131,6 @@ def backup_store(cb: Any, *, where: str, dir: Any, epochs_done: Any, batch_index
     last = members[-1] if cb in members else cb
     last.deferred.append(Capture(directory, stamp))
     return f"back up epoch {int(epochs_done)} to {directory}"
-
-
-def run_deferred(cb: Any) -> None:
-    """Write the rules' state of the backups left for the end of this callback's event."""
-    captures, cb.deferred = cb.deferred, []
-    fit = _fit_of(cb.model)
-    members = fit.members if fit else [cb]
-    for capture in captures:
-        if is_writer():
-            _write_state(cb.model, capture, members)
 
 
 def _write_keras_backup(model: Any, directory: str, epoch: int, batch: int,
@@ -270,7 +191,7 @@ def _write_state(model: Any, capture: Capture, members: list[Any]) -> None:
             for i, array in enumerate(snapshot):
                 arrays[f"{key}/{tracker}/{i}"] = np.asarray(array)
     try:
-        lr = runtime.read_lr(model)
+        lr = read_lr(model)
     except Exception:  # a schedule: nothing to give back
         lr = None
     text = json.dumps({"stamp": capture.stamp, "learning_rate": lr, "callbacks": states})
@@ -386,7 +307,7 @@ def _resume_rules(cb: Any, directory: str, stamp: str | None) -> None:
         return
     if data.get("learning_rate") is not None:
         with contextlib.suppress(CbdslRuntimeError):  # a schedule: nothing to set
-            runtime.write_lr(cb.model, data["learning_rate"], "backup.resume")
+            write_lr(cb.model, data["learning_rate"], "backup.resume")
     fit = _fit_of(cb.model)
     members = fit.members if fit else []
     unmatched = []
@@ -446,193 +367,3 @@ def backup_clear(cb: Any, *, where: str, dir: Any) -> str:
     if not file_utils.listdir(directory):
         file_utils.rmtree(directory)
     return f"delete the backup in {directory}"
-
-
-# --------------------------------------------------------------- TensorBoard
-
-
-def _summary() -> Any:
-    try:
-        import tensorflow.summary as summary
-    except ImportError:
-        raise ImportError("TensorBoard summaries are written with TensorFlow: "
-                          "pip install tensorflow (tensorflow-cpu)") from None
-    return summary
-
-
-def _writer(cb: Any, directory: str) -> Any:
-    writers = _resources(cb).setdefault("writers", {})
-    if directory not in writers:
-        writers[directory] = _summary().create_file_writer(directory)
-    return writers[directory]
-
-
-def tensorboard_scalar(cb: Any, *, where: str, dir: Any, tag: Any, value: Any,
-                       step: Any) -> str:
-    with _writer(cb, str(dir)).as_default():
-        _summary().scalar(str(tag), value, step=step)
-    return ""
-
-
-def tensorboard_histograms(cb: Any, *, where: str, dir: Any, step: Any,
-                           images: Any = False) -> str:
-    """Every weight of every layer as a histogram (and an image), as Keras's TensorBoard."""
-    writer, summary = _writer(cb, str(dir)), _summary()
-    with writer.as_default():
-        for layer in cb.model.layers:
-            for weight in layer.weights:
-                name = weight.path.replace(":", "_")
-                summary.histogram(f"{name}/histogram", weight, step=step)
-                if images:
-                    image = _weight_image(weight)
-                    if image is not None:
-                        summary.image(f"{name}/image", image, step=step)
-        writer.flush()
-    return f"histograms at step {step}"
-
-
-def _weight_image(weight: Any) -> np.ndarray | None:
-    """A weight as a batch of images: as Keras's TensorBoard lays biases, kernels, filters."""
-    from keras import backend, ops
-
-    image = ops.squeeze(weight)
-    shape = image.shape
-    if len(shape) == 1:  # a bias
-        image = ops.reshape(image, [1, shape[0], 1, 1])
-    elif len(shape) == 2:  # a dense kernel, wider than tall
-        if shape[0] > shape[1]:
-            image = ops.transpose(image)
-            shape = image.shape
-        image = ops.reshape(image, [1, shape[0], shape[1], 1])
-    elif len(shape) == 3:  # a convolution's kernel
-        if backend.image_data_format() == "channels_last":
-            image = ops.transpose(image, [2, 0, 1])
-            shape = image.shape
-        image = ops.reshape(image, [shape[0], shape[1], shape[2], 1])
-    image = ops.convert_to_numpy(image)
-    return image if image.ndim == 4 and image.shape[-1] in (1, 3, 4) else None
-
-
-def tensorboard_model_config(cb: Any, *, where: str, dir: Any) -> str:
-    """The model's configuration at step 0, for the conceptual graph (Sequential, Functional)."""
-    from keras.src.callbacks.tensorboard import keras_model_summary
-
-    if type(cb.model).__name__ not in ("Functional", "Sequential"):
-        return ""
-    with _writer(cb, str(dir)).as_default():
-        keras_model_summary("keras", cb.model, step=0)
-    return "model summary"
-
-
-def tensorboard_graph(cb: Any, *, where: str, dir: Any) -> str:
-    train_fn = getattr(cb.model, "train_function", None)
-    if not hasattr(train_fn, "function_spec"):  # a traced TensorFlow function only
-        return ""
-    fn = getattr(train_fn, "_concrete_stateful_fn", None) or \
-        train_fn._concrete_variable_creation_fn
-    with _writer(cb, str(dir)).as_default():
-        _summary().graph(fn.graph)
-    return "train graph"
-
-
-def tensorboard_projector(cb: Any, *, where: str, dir: Any, metadata: Any = None) -> str:
-    """The projector's configuration for the Embedding layers, as Keras's TensorBoard writes."""
-    from google.protobuf import text_format
-    from keras.layers import Embedding
-    from tensorboard.plugins import projector
-
-    config = projector.ProjectorConfig()
-    left = dict(metadata) if isinstance(metadata, dict) else None
-    for layer in cb.model.layers:
-        if isinstance(layer, Embedding):
-            embedding = config.embeddings.add()
-            embedding.tensor_name = "layer_with_weights-0/embeddings/.ATTRIBUTES/VARIABLE_VALUE"
-            if isinstance(metadata, str):
-                embedding.metadata_path = metadata
-            elif left is not None and layer.name in left:
-                embedding.metadata_path = left.pop(layer.name)
-    if left:
-        raise _fail("Unrecognized `Embedding` layer names passed to "
-                    "`keras.callbacks.TensorBoard` `embeddings_metadata` argument: "
-                    f"{left.keys()}", where)
-    os.makedirs(str(dir), exist_ok=True)
-    with open(os.path.join(str(dir), "projector_config.pbtxt"), "w") as f:
-        f.write(text_format.MessageToString(config))
-    return "projector config"
-
-
-def _profiling(cb: Any) -> Any:
-    """The backend's profiler (`keras.src.backend.tensorboard`), or None where Keras's
-    TensorBoard profiles nothing: JAX before Python 3.12 (with Keras's warning, once)."""
-    from keras.src import backend
-
-    if backend.backend() == "jax" and sys.version_info < (3, 12):
-        if not _resources(cb).get("warned"):
-            _resources(cb)["warned"] = True
-            warnings.warn("Profiling with the jax backend requires python >= 3.12.",
-                          stacklevel=2)
-        return None
-    return backend.tensorboard
-
-
-def tensorboard_trace(cb: Any, *, where: str, dir: Any, on: Any, step: Any = 0) -> str:
-    """Start the graph trace and the profiler, or write the trace (as `batch_<step>`) and stop
-    the profiler, as Keras's TensorBoard does (a profiler that fails is logged, not raised)."""
-    profiler, resources = _profiling(cb), _resources(cb)
-    if profiler is None:
-        return ""
-    summary = _summary()
-    if on:
-        summary.trace_on(graph=True, profiler=False)
-        if not resources.get("profiling"):
-            try:
-                profiler.start_trace(str(dir))
-                resources["profiling"] = True
-            except Exception as exc:  # as Keras: the training goes on without a profile
-                logging.getLogger("keras").error("Failed to start profiler: %s", exc)
-        return "trace on"
-    with _writer(cb, str(dir)).as_default():
-        summary.trace_export(name=f"batch_{int(step)}", step=int(step))
-    if resources.pop("profiling", False):
-        try:
-            profiler.stop_trace(save=True)
-        except Exception as exc:
-            logging.getLogger("keras").error("Failed to stop profiler: %s", exc)
-    return f"trace written at step {step}"
-
-
-def tensorboard_batch_trace(cb: Any, *, where: str, on: Any, batch: Any = 0) -> str:
-    """Mark a batch in the profile: begin (`on = true`) or end the step `batch`."""
-    profiler, resources = _profiling(cb), _resources(cb)
-    if profiler is None or not resources.get("profiling"):
-        return ""
-    if on:
-        resources["batch_trace"] = profiler.start_batch_trace(batch)
-    elif resources.get("batch_trace") is not None:
-        profiler.stop_batch_trace(resources.pop("batch_trace"))
-    return ""
-
-
-def tensorboard_close(cb: Any, *, where: str) -> str:
-    for writer in _resources(cb).pop("writers", {}).values():
-        writer.close()
-    return ""
-
-
-IMPLEMENTATIONS: dict[str, Callable[..., str]] = {
-    "progress.start": progress_start,
-    "progress.update": progress_update,
-    "ema.swap": ema_swap,
-    "ema.finalize": ema_finalize,
-    "backup.store": backup_store,
-    "backup.resume": backup_resume,
-    "backup.clear": backup_clear,
-    "tensorboard.scalar": tensorboard_scalar,
-    "tensorboard.histograms": tensorboard_histograms,
-    "tensorboard.model_config": tensorboard_model_config,
-    "tensorboard.graph": tensorboard_graph,
-    "tensorboard.projector": tensorboard_projector,
-    "tensorboard.trace": tensorboard_trace,
-    "tensorboard.batch_trace": tensorboard_batch_trace,
-    "tensorboard.close": tensorboard_close,
-}

@@ -1,0 +1,86 @@
+"""What checking produces: parameters, definitions, instances and the checked program."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cbdsl.diagnostics import Diagnostic, Span
+from cbdsl.syntax import nodes as n
+
+REQUIRED = object()  # marks a parameter with no default
+
+
+INVALID = object()  # marks a parameter whose default was refused (E219)
+
+
+COMMON_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae", "mse",
+                  "val_mse", "auc", "val_auc", "precision", "recall", "learning_rate")
+
+
+@dataclass
+class ParamInfo:
+    """A parameter of a definition: its declared type and constant default."""
+
+    name: str
+    type: str
+    default: Any
+    node: n.ParamDecl
+
+
+@dataclass
+class Definition:
+    """A callback definition ready to instantiate: a `callback` block or a file's top level."""
+
+    name: str
+    params: dict[str, ParamInfo]
+    body: tuple[n.Rule | n.VarDecl, ...]
+    path: str
+    source: str
+    doc: str | None = None
+    node: n.CallbackDef | None = None
+
+    @property
+    def rules(self) -> list[n.Rule]:
+        return [item for item in self.body if isinstance(item, n.Rule)]
+
+    @property
+    def variables(self) -> list[n.VarDecl]:
+        return [item for item in self.body if isinstance(item, n.VarDecl)]
+
+    @property
+    def requirements(self) -> list[n.Require]:
+        return [item for item in self.body if isinstance(item, n.Require)]
+
+
+@dataclass
+class Instance:
+    """One callback the program produces: a definition and the arguments of its `use`."""
+
+    definition: Definition
+    args: dict[str, n.Expr] = field(default_factory=dict)
+    label: str = ""
+    span: Span | None = None
+
+
+@dataclass
+class CheckedProgram:
+    """A program whose every name, type and reference was checked.
+
+    Attributes:
+        program: the parsed root file.
+        main: the file's top level (its params, vars and rules) as a definition.
+        definitions: callback definitions visible by name.
+        instances: the callbacks to build, in file order.
+        diagnostics: warnings (a CheckedProgram has no errors).
+    """
+
+    program: n.Program
+    main: Definition
+    definitions: dict[str, Definition]
+    instances: list[Instance]
+    diagnostics: list[Diagnostic]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]

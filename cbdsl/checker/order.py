@@ -1,0 +1,88 @@
+"""Rules in order: their events, priorities, counters, and the targets they write and read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cbdsl import language
+from cbdsl.checker.constants import NotConstant, const_value
+from cbdsl.checker.definitions import (
+    Definition,
+)
+from cbdsl.checker.templates import template_fields
+from cbdsl.diagnostics import Span
+from cbdsl.syntax import nodes as n
+from cbdsl.syntax.walk import flat_actions, walk
+
+
+def rule_events(rule: n.Rule) -> list[str]:
+    events = []
+    for ident in rule.events:
+        event = language.resolve_event(ident.name)
+        if event is not None:
+            events.append(event.name)
+    return events
+
+
+def rule_priority(rule: n.Rule, definition: Definition) -> Any:
+    if rule.priority is None:
+        return 0
+    try:
+        value = const_value(rule.priority.value, definition.params)
+    except NotConstant:
+        return 0
+    return 0 if isinstance(value, dict) else value  # a table is reported (E204), not hashed
+
+
+def written_targets(rule: n.Rule) -> list[tuple[str, Span]]:
+    """The targets a rule writes: the learning rate, log keys, variables, model weights."""
+    out = []
+    for action in flat_actions(rule.actions):
+        if isinstance(action, n.Assign):
+            out.append(("lr" if action.target.name in language.TARGETS else action.target.name,
+                        action.span))
+        elif isinstance(action, n.Log) and action.key is not None:
+            out.append((f"logs['{action.key.name}']", action.span))
+        elif isinstance(action, n.Set) and action.op == "=" and action.index is None:
+            out.append((f"'{action.var.name}'", action.span))
+        elif isinstance(action, n.Restore):
+            out.append(("the model weights", action.span))
+    return out
+
+
+def names_read(rule: n.Rule) -> set[str]:
+    found = set()
+    exprs = [rule.condition, *(getattr(f, "count", None) or getattr(f, "at", None)
+                               for f in rule.filters)]
+    for action in flat_actions(rule.actions):
+        for attr in ("value", "path", "template", "count", "index", "key_expr", "iterable",
+                     "condition", "text", "row"):
+            exprs.append(getattr(action, attr, None))
+        if isinstance(action, n.WriteRow):
+            exprs += [action.file, *(o.value for o in action.options)]
+        if isinstance(action, n.Set) and (action.op != "=" or action.index is not None):
+            found.add(action.var.name)
+        if isinstance(action, n.CallPython | n.Effect):
+            exprs += [*action.args, *(k.value for k in action.keywords)]
+    for expr in exprs:
+        for node in walk(expr):
+            if isinstance(node, n.Name):
+                found.add(node.id)
+            elif isinstance(node, n.String):
+                found.update(template_fields(node.value))
+    return found
+
+
+def filter_counter(unit: str | None, event: language.Event) -> str | None:
+    """Which counter a filter reads in `event` (`epoch`, `batch`, `step`), or None."""
+    if unit is None:
+        return {"epoch": "epoch", "batch": "batch"}.get(event.level)
+    base = unit.rstrip("es") if unit.endswith("ches") else unit.rstrip("s")
+    base = {"batch": "batch", "epoch": "epoch", "step": "step"}.get(base, base)
+    if base == "epoch":
+        return "epoch" if event.phase == "train" and event.name != "train_begin" else None
+    if base == "batch":
+        return "batch" if event.level == "batch" else None
+    if base == "step":
+        return "step" if event.level == "batch" and event.phase == "train" else None
+    return None

@@ -1,0 +1,103 @@
+"""Effects as data: each runtime I/O primitive's name, typed arguments, events and meaning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cbdsl.language.types import rule_literal
+
+# ------------------------------------------------------------------ effects
+
+# Effects: the runtime's input/output primitives, written `group.name(args)` as actions
+# (`progress.update(seen, values = logs)`). Rule files decide when and with what; an effect
+# only does the I/O, with Keras's own utilities where Keras has one.
+
+
+@dataclass(frozen=True)
+class EffectParam:
+    """One argument of an effect: its name, type (`str`, `number`, `bool`, `table`, `any`)."""
+
+    name: str
+    type: str
+    required: bool = True
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A runtime primitive with side effects, called as an action.
+
+    Attributes:
+        name: `group.name`, as written in rule files.
+        params: the arguments, positional in this order, or by keyword.
+        doc: what it does, in one sentence.
+        events: the events where it may run (None: any event).
+    """
+
+    name: str
+    params: tuple[EffectParam, ...]
+    doc: str
+    events: frozenset[str] | None = None
+
+    def signature(self) -> str:
+        args = [p.name if p.required else f"{p.name} = {rule_literal(p.default)}"
+                for p in self.params]
+        return f"{self.name}({', '.join(args)})"
+
+
+
+def _opt(name: str, type_: str, default: Any = None) -> EffectParam:
+    return EffectParam(name, type_, False, default)
+
+
+EFFECTS: dict[str, Effect] = {
+    e.name: e
+    for e in [
+        Effect("progress.start", (EffectParam("target", "number"), _opt("verbose", "number", 1)),
+               "draw a new progress bar (Keras's Progbar) of `target` steps (none: unknown)"),
+        Effect("progress.update", (EffectParam("current", "number"), _opt("values", "table"),
+                                   _opt("finalize", "bool", False), _opt("target", "number"),
+                                   _opt("verbose", "number", 1)),
+               "move the progress bar to step `current`, showing `values`; `finalize` ends the "
+               "bar, first setting its target when one is given (a bar of `target` and "
+               "`verbose` is drawn when none was started)"),
+        Effect("ema.swap", (), "exchange the model's trainable weights and the optimizer's "
+               "moving averages of them (an optimizer with use_ema=True)"),
+        Effect("ema.finalize", (), "set the optimizer's moving averages to the model's weights"),
+        Effect("backup.store", (EffectParam("dir", "str"), EffectParam("epochs_done", "number"),
+                                _opt("batch_index", "number", 0),
+                                _opt("keep_previous", "bool", False)),
+               "back up the training state to a directory: the weights (with the optimizer's), "
+               "the epochs done (where a resumed fit starts), the batch index, and the state of "
+               "every compiled callback of the fit; "
+               "`keep_previous` keeps the last backup beside the new one",
+               frozenset({"epoch_end", "train_batch_end"})),
+        Effect("backup.resume", (EffectParam("dir", "str"),),
+               "resume from a directory's backup, if there is one: the weights, the epoch to "
+               "start at, and the state of every compiled callback (falls back to the kept "
+               "previous backup when the latest cannot be read)", frozenset({"train_begin"})),
+        Effect("backup.clear", (EffectParam("dir", "str"),),
+               "remove a directory's backup files, and the directory when nothing else is in it"),
+        Effect("tensorboard.scalar", (EffectParam("dir", "str"), EffectParam("tag", "str"),
+                                      EffectParam("value", "any"), EffectParam("step", "any")),
+               "write one scalar summary to the event file of a directory"),
+        Effect("tensorboard.histograms", (EffectParam("dir", "str"), EffectParam("step", "number"),
+                                          _opt("images", "bool", False)),
+               "write a histogram of every weight of every layer (and, with `images`, each "
+               "weight as an image, as Keras's TensorBoard draws them)"),
+        Effect("tensorboard.model_config", (EffectParam("dir", "str"),),
+               "write the model's configuration (the Keras conceptual graph) at step 0"),
+        Effect("tensorboard.graph", (EffectParam("dir", "str"),),
+               "write the graph of the model's train function (TensorFlow only)"),
+        Effect("tensorboard.projector", (EffectParam("dir", "str"), _opt("metadata", "any")),
+               "write the embedding projector's configuration for the model's Embedding layers"),
+        Effect("tensorboard.trace", (EffectParam("dir", "str"), EffectParam("on", "bool"),
+                                     _opt("step", "number", 0)),
+               "start (`on = true`) or stop and write (at `step`) a profiler trace"),
+        Effect("tensorboard.batch_trace", (EffectParam("on", "bool"), _opt("batch", "number", 0)),
+               "while the profiler runs, mark the start (`on = true`) or the end of a batch"),
+        Effect("tensorboard.close", (), "flush and close every event file this callback opened"),
+    ]
+}
+

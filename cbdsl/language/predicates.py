@@ -1,0 +1,37 @@
+"""Stateful predicates as data: `stalls` and `improves`, their options and tracker fields."""
+
+from __future__ import annotations
+
+from cbdsl.language.actions import Option
+
+MODES = ("auto", "min", "max")
+
+_COMMON = (
+    Option("min_delta", "number",
+           "the least change that counts as an improvement (sign ignored)", 0.0),
+    Option("weights", "bool", "keep the weights of the best check, for `restore best weights`"),
+    Option("only", "bool",
+           "check only at events where this condition holds (elsewhere: false, no update)"),
+    Option("keep", "bool",
+           "keep the best value and counters across `fit` calls (default: start afresh)", False),
+)
+
+TRACKER_OPTIONS: dict[str, dict[str, Option]] = {
+    "stalls": {o.name: o for o in (
+        Option("mode", "str", "'min', 'max' or 'auto' (Keras's rule: loss goes down, else the "
+               "metric's own direction, else an error)", "auto"),
+        _COMMON[0],
+        Option("baseline", "number", "a value to beat before patience is reset"),
+        *_COMMON[1:])},
+    "improves": {o.name: o for o in (
+        Option("mode", "str", "'min', 'max' or 'auto'", "auto"),
+        _COMMON[0],
+        Option("baseline", "number", "the initial best value to beat"),
+        *_COMMON[1:])},
+}
+TRACKER_FIELDS = {
+    "best": "the best value seen so far (none before the first check)",
+    "wait": "checks since the last improvement",
+    "best_epoch": "the epoch of the best value",
+    "value": "the value seen at the latest check",
+}

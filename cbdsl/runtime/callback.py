@@ -1,0 +1,162 @@
+"""The Callback base class of every compiled callback, and the hooks it overrides."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from cbdsl import language
+from cbdsl.runtime.effects import join_fit, run_deferred, take_restored
+from cbdsl.runtime.monitor import resolve_direction
+from cbdsl.runtime.rules import CompiledRule, Context, TrackerSpec
+from cbdsl.runtime.state import CallbackState, Firing, TrackerState
+
+
+@functools.cache
+def compiled_base() -> type:
+    """The base class of every compiled callback (imports Keras on first use)."""
+    import keras
+
+    class CompiledCallback(keras.callbacks.Callback):
+        """A callback compiled from cbdsl rules.
+
+        Only the hooks its rules use are overridden, so an epoch-only policy adds
+        nothing to Keras's per-batch work. All state lives in `self.state`
+        (a `cbdsl.CallbackState`); its fields read as attributes:
+        `cb.wait`, `cb.best`, `cb.stopped_epoch`, state variables by name.
+
+        Attributes:
+            state: the serializable state of every rule.
+            timeline: `cbdsl.runtime.Firing` entries, one per rule that fired.
+            arguments: the bound parameter values.
+        """
+
+        definition_name = ""
+        rules_by_event: dict[str, list[CompiledRule]] = {}
+        initial_variables: dict[str, Callable[[], Any]] = {}
+        tracker_names: tuple[str, ...] = ()
+        kept: frozenset[str] = frozenset()  # variables and trackers kept across `fit` calls
+        trackers_by_event: dict[str, list[TrackerSpec]] = {}
+        phase = "train"
+        records = False  # whether a `record` action makes this a History
+        deferred: Any = ()  # backups' rule states to write once this event's rules have run
+
+        def __init__(self, arguments: dict[str, Any]):
+            super().__init__()
+            self.arguments = dict(arguments)
+            self.timeline: list[Firing] = []
+            self.state = CallbackState()
+            self.reset_state()
+
+        def reset_state(self) -> None:
+            """Start every counter, best value and variable afresh (done at train begin).
+
+            The recorded history is kept across `fit` calls, as Keras's History keeps it, and so
+            are `keep var` variables and trackers `with keep = true`.
+            """
+            old = self.__dict__.get("state")
+            kept = self.kept if old is not None else frozenset()
+            self.state = CallbackState(
+                variables={k: old.variables[k] if k in kept and k in old.variables else make()
+                           for k, make in self.initial_variables.items()},
+                trackers={k: old.trackers[k] if k in kept and k in old.trackers
+                          else TrackerState() for k in self.tracker_names},
+                history=old.history if old is not None else {})
+
+        def step_index(self, batch: int | None) -> int | None:
+            """The 0-based index across epochs of the train batch `batch` (of this event)."""
+            if batch is None:
+                return None
+            if self.event == "train_batch_begin":  # not counted yet: the batch about to run
+                return self.state.step
+            return self.state.step - 1
+
+        def steps_after(self, batch: int) -> int:
+            # batches counted across epochs, as ModelCheckpoint does (steps_per_execution too)
+            last = self.state.last_batch
+            return self.state.step + (batch + 1 if last is None or batch <= last
+                                      else batch - last)
+
+        def count_step(self, batch: int) -> None:
+            self.state.step = self.steps_after(batch)
+            self.state.last_batch = batch
+
+        def _run(self, event: str, phase: str, logs, epoch=None, batch=None) -> None:
+            self.phase, self.event = phase, event
+            # As Keras sets its monitor op first thing in the hook, before reading any log,
+            # `mode="auto"` resolves (or fails) at the first event of a tracker's rules.
+            for spec in self.trackers_by_event.get(event, ()):
+                tracker = self.state.trackers[spec.name]
+                if tracker.direction is None:
+                    tracker.direction = resolve_direction(
+                        spec.mode, spec.metric, self.model, self.__class__.__name__)
+            ctx = Context(self, logs, epoch, batch)
+            counters = {"epoch": epoch, "batch": batch, "step": self.step_index(batch)}
+            for rule in self.rules_by_event[event]:
+                rule.run(ctx, event, counters)
+            if self.deferred:  # backups waiting for this event's last compiled callback
+                run_deferred(self)
+
+        def __getattr__(self, name: str) -> Any:
+            if name in ("state", "tracker_names") or name.startswith("__"):
+                raise AttributeError(name)
+            state = self.__dict__.get("state")
+            if state is not None:
+                if name in state.variables:
+                    return state.variables[name]
+                if name in state.trackers:
+                    return state.trackers[name]
+                if name in ("stopped_epoch", "step", "fired"):
+                    return getattr(state, name)
+                if self.records and name in ("history", "epoch"):
+                    return state.history if name == "history" else state.recorded_epochs
+                if len(state.trackers) == 1 and name in ("wait", "best", "best_epoch", "value",
+                                                         "cooldown", "best_weights"):
+                    return getattr(next(iter(state.trackers.values())), name)
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+        def __repr__(self) -> str:
+            args = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
+            return f"{type(self).__name__}({args})"
+
+    return CompiledCallback
+
+
+def make_hook(event: language.Event, needs_epoch_begin: bool, counts_steps: bool,
+          records: bool = False) -> Callable:
+    name, phase = event.name, event.phase
+    if event.level == "epoch":
+        if name == "epoch_begin":
+            def hook(self, epoch, logs=None):
+                self.state.epoch = epoch
+                self._run(name, phase, logs, epoch)
+        else:
+            def hook(self, epoch, logs=None):
+                self._run(name, phase, logs, epoch)
+    elif event.level == "batch":
+        if counts_steps and name == "train_batch_end":
+            def hook(self, batch, logs=None):
+                self.count_step(batch)
+                self._run(name, phase, logs, self.state.epoch if phase == "train" else None,
+                          batch)
+        else:
+            def hook(self, batch, logs=None):
+                self._run(name, phase, logs, self.state.epoch if phase == "train" else None,
+                          batch)
+    elif name == "train_begin":
+        def hook(self, logs=None):
+            self.reset_state()
+            join_fit(self)
+            if name in self.rules_by_event:
+                self._run(name, phase, logs)
+            take_restored(self)  # a resumed backup's state for this callback
+    elif name == "train_end" and records:
+        def hook(self, logs=None):
+            self._run(name, phase, logs, self.state.epoch)
+            self.model.history = self  # `fit` returns the model's history: this one
+    else:
+        def hook(self, logs=None):
+            self._run(name, phase, logs, self.state.epoch if name == "train_end" else None)
+    hook.__name__ = event.hook
+    return hook
