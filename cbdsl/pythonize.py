@@ -15,9 +15,9 @@ from cbdsl.checker import REQUIRED, CheckedProgram, Definition
 from cbdsl.checker.order import filter_counter
 from cbdsl.checker.templates import template_fields
 from cbdsl.checker.trackers import metric_name_of
+from cbdsl.diagnostics import CbdslCompileError, Diagnostic
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import flat_actions, walk
-from cbdsl.diagnostics import CbdslCompileError, Diagnostic
 
 WIDTH = 100  # the longest line written (the project's own ruff line length)
 

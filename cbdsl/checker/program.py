@@ -3,37 +3,31 @@
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from cbdsl import language
-from cbdsl.checker.constants import NotConstant, const_value
+from cbdsl.checker.conflicts import ConflictChecks
 from cbdsl.checker.definitions import (
-    INVALID,
     REQUIRED,
     CheckedProgram,
     Definition,
     Instance,
-    ParamInfo,
 )
-from cbdsl.checker.libraries import library_dirs
 from cbdsl.checker.order import (
     names_read,
-    rule_events,
-    rule_priority,
-    written_targets,
 )
+from cbdsl.checker.params import ParameterChecks
+from cbdsl.checker.resolve import Resolution
 from cbdsl.checker.rules import RuleChecker
 from cbdsl.checker.scope import Scope
 from cbdsl.checker.templates import template_fields, template_problem
-from cbdsl.diagnostics import CbdslCheckError, CbdslError, Diagnostic, Span, did_you_mean
+from cbdsl.diagnostics import CbdslCheckError, Diagnostic, Span, did_you_mean
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import walk
 
 
-class Checker:
+class Checker(Resolution, ParameterChecks, ConflictChecks):
     """Runs every semantic pass and collects diagnostics instead of stopping at the first."""
 
     def __init__(self, program: n.Program):
@@ -100,29 +94,6 @@ class Checker:
             else:
                 body.append(item)
 
-    def _import(self, item: n.Import, program: n.Program, params, body, uses, stack) -> None:
-        from cbdsl.syntax.parser import parse, read_source
-
-        base = os.path.dirname(os.path.abspath(program.path)) if program.path != "<string>" \
-            else os.getcwd()
-        target = os.path.abspath(os.path.join(base, item.path.value))
-        if target in stack:
-            start = self._importing.get(target, item.span)
-            self.report("E213", f"import cycle: '{item.path.value}' imports itself", item.span,
-                        program, related=[("the cycle starts here", target, start)])
-            return
-        if not os.path.isfile(target):
-            self.report("E213", f"cannot import '{item.path.value}': no such file", item.path.span,
-                        program)
-            return
-        try:
-            imported = parse(read_source(target), target)
-        except CbdslError as exc:
-            self.diagnostics.extend(exc.diagnostics)
-            return
-        self._importing[os.path.abspath(program.path)] = item.span
-        self._collect(imported, params, body, uses, [*stack, target])
-
     def _define(self, item: n.CallbackDef, program: n.Program) -> Definition:
         params = self._params(item.params, program)
         body, doc = item.body, item.doc
@@ -143,144 +114,6 @@ class Checker:
         else:
             self.definitions[item.name.name] = definition
         return definition
-
-    def _extended_params(self, base: Definition, extends: n.Use, where: n.Program
-                         ) -> dict[str, ParamInfo]:
-        """The base's parameters, with the defaults `extends base(name = value)` gives."""
-        params = dict(base.params)
-        names = list(base.params)
-        given = [*((name, value, value.span) for name, value in zip(names, extends.args,
-                                                                      strict=False)),
-                 *((k.name.name, k.value, k.name.span) for k in extends.keywords)]
-        if len(extends.args) > len(names):
-            self.report("E203", f"'{extends.dotted}' takes {len(names)} arguments, "
-                        f"{len(extends.args)} given", extends.span, where)
-        for name, value, span in given:
-            info = base.params.get(name)
-            if info is None:
-                self.report("E212", f"'{extends.dotted}' has no parameter '{name}'",
-                            span, where, did_you_mean(name, names))
-                continue
-            try:
-                default = const_value(value)
-            except NotConstant as exc:
-                self.report("E219", f"the new default of '{name}' must be a constant", exc.span,
-                            where)
-                continue
-            kind = language.type_of_value(default)
-            if info.type not in ("python", "any") and not language.accepts(info.type, kind):
-                self.report("E221", f"'{name}' takes {info.type}, got {kind}", value.span, where)
-                continue
-            params[name] = ParamInfo(name, info.type, default, info.node)
-        return params
-
-    def _params(self, decls: Iterable[n.ParamDecl], where) -> dict[str, ParamInfo]:
-        params: dict[str, ParamInfo] = {}
-        default_where = where
-        for decl in decls:
-            where = self.origin(decl, default_where)
-            name = decl.name.name
-            if name in params:
-                self.report("E209", f"parameter '{name}' is declared twice", decl.name.span, where)
-                continue
-            if decl.type_name is not None:
-                type_name = decl.type_name.name
-                if type_name not in language.PARAM_TYPES:
-                    self.report("E212", f"unknown parameter type '{type_name}'",
-                                decl.type_name.span, where,
-                                did_you_mean(type_name, language.PARAM_TYPES))
-                    type_name = "any"  # reported once; no type errors follow from it
-                default = None if type_name in ("python", "schedule") else REQUIRED
-                if decl.default is not None:
-                    default = self._typed_default(decl, type_name, where)
-                params[name] = ParamInfo(name, type_name, default, decl)
-                continue
-            try:
-                value = const_value(decl.default)
-            except NotConstant as exc:
-                self.report("E219", f"the default of '{name}' must be a constant", exc.span, where,
-                            "parameters are typed by constant defaults")
-                # still a parameter (not a metric), of no known type: no errors follow from it
-                params[name] = ParamInfo(name, "any", INVALID, decl)
-                continue
-            params[name] = ParamInfo(name, language.type_of_value(value), value, decl)
-        return params
-
-    def _typed_default(self, decl: n.ParamDecl, type_name: str, where) -> Any:
-        """The default of `name: type = default`, which must be a constant of that type."""
-        try:
-            value = const_value(decl.default)
-        except NotConstant as exc:
-            self.report("E219", f"the default of '{decl.name.name}' must be a constant",
-                        exc.span, where)
-            return INVALID
-        given = language.type_of_value(value)
-        if type_name != "any" and not language.accepts(type_name, given):
-            self.report("E221", f"'{decl.name.name}' is declared {type_name} but its default "
-                        f"is {given}", decl.default.span, where)
-            return INVALID
-        return value
-
-    # --------------------------------------------------------------- uses
-    def _resolve_use(self, use: n.Use, where: n.Program) -> Definition | None:
-        dotted = use.dotted
-        if len(use.name) == 1:
-            found = self.definitions.get(dotted)
-            if found is None:
-                self.report("E206", f"no callback named '{dotted}'", use.name[0].span, where,
-                            did_you_mean(dotted, self.definitions) or
-                            "define it with `callback`, import its file, or name its library")
-            return found
-        library, rule = ".".join(i.name for i in use.name[:-1]), use.name[-1].name
-        dirs = library_dirs(self._base).get(library)
-        if not dirs:
-            known = library_dirs(self._base)
-            self.report("E206", f"no rule library named '{library}'", use.name[0].span, where,
-                        did_you_mean(library, known)
-                        or f"libraries found: {', '.join(sorted(known))}")
-            return None
-        for folder in dirs:
-            definition = self._library_definition(folder, rule)
-            if definition is not None:
-                return definition
-        # the callbacks the library defines (every file of it was parsed by the search above)
-        names = sorted({item.name.name for folder in dirs for path in folder.glob("*.cbd")
-                        for item in self.library_cache.get(path, n.Program(())).items
-                        if isinstance(item, n.CallbackDef)})
-        self.report("E206", f"library '{library}' has no rule '{rule}'", use.name[-1].span, where,
-                    did_you_mean(rule, names)
-                    or (f"it has: {', '.join(names)}" if names else "it has no rules"))
-        return None
-
-    def _library_definition(self, folder: Path, rule: str) -> Definition | None:
-        from cbdsl.syntax.parser import parse, read_source
-
-        candidates = [folder / f"{rule}.cbd", *sorted(folder.glob("*.cbd"))]
-        for path in candidates:
-            if not path.is_file():
-                continue
-            if path not in self.library_cache:
-                try:
-                    self.library_cache[path] = parse(read_source(path), str(path))
-                except CbdslError as exc:
-                    self.diagnostics.extend(exc.diagnostics)
-                    self.library_cache[path] = n.Program(())
-            program = self.library_cache[path]
-            defs = [item for item in program.items if isinstance(item, n.CallbackDef)]
-            # `use keras.EarlyStopping` names the callback; `use keras.early_stopping` the
-            # file, when it defines one callback
-            named = [d for d in defs if d.name.name == rule] or (
-                defs if path.stem == rule and len(defs) == 1 else [])
-            for item in named:
-                key = f"{folder.name}.{item.name.name}"
-                if key not in self.definitions:
-                    sub = Checker(program)
-                    definition = sub._define(item, program)
-                    sub.check_definition(definition)
-                    self.diagnostics.extend(sub.diagnostics)
-                    self.definitions[key] = definition
-                return self.definitions[key]
-        return None
 
     def _instantiate(self, use: n.Use, where: n.Program, main: Definition) -> Instance | None:
         definition = self._resolve_use(use, where)
@@ -360,42 +193,6 @@ class Checker:
                     self.report("E215", f"template field '{{{name}}}' is not a parameter",
                                 requirement.message.span, where,
                                 did_you_mean(name, definition.params))
-
-    def _check_conflicts(self, definition: Definition) -> None:
-        writers: dict[tuple[str, str, Any], list[tuple[n.Rule, Span]]] = defaultdict(list)
-        for rule in definition.rules:
-            priority = rule_priority(rule, definition)
-            for event in rule_events(rule):
-                for target, span in written_targets(rule):
-                    entries = writers[(event, target, priority)]
-                    if not any(other is rule for other, _ in entries):  # a rule's own actions
-                        entries.append((rule, span))                   # run in their order
-        for (event, target, _), entries in writers.items():
-            for (rule, span), (other, first) in zip(entries[1:], entries, strict=False):
-                self.report("E207", f"two rules write {target} at {event} in no declared order",
-                            span, self.origin(rule, definition),
-                            "give one rule a priority, or merge the rules",
-                            [("the other write is here", self.origin(other, definition).path,
-                              first)])
-
-    def _check_cross_conflicts(self, instances: list[Instance]) -> None:
-        seen: dict[tuple[str, str], Instance] = {}
-        for instance in instances:
-            for rule in instance.definition.rules:
-                for event in rule_events(rule):
-                    for target, _ in written_targets(rule):
-                        if not target.startswith("lr"):
-                            continue
-                        key = (event, target)
-                        earlier = seen.get(key)
-                        if earlier is not None and earlier is not instance:
-                            self.report(
-                                "E207", f"'{earlier.label}' and '{instance.label}' both write "
-                                f"{target} at {event}", instance.span or rule.span,
-                                self.program, "the later callback in the list would win "
-                                "silently: keep one writer per target and event")
-                        seen.setdefault(key, instance)
-
 
 def _stem(path: str) -> str:
     base = os.path.basename(path)

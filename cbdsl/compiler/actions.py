@@ -1,0 +1,281 @@
+"""Actions to closures: learning rate, stop, saves, logs, messages, state, files, effects."""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from cbdsl import language, runtime
+from cbdsl.compiler.expressions import ExprCompiler
+from cbdsl.diagnostics import (
+    CbdslRuntimeError,
+    Diagnostic,
+    MissingKeyFailure,
+    RuleFailure,
+)
+from cbdsl.runtime import effects
+from cbdsl.runtime.rules import CompiledRule, Context, _num, _short
+from cbdsl.syntax import nodes as n
+
+Action = Callable[[Context], str]  # a compiled action: runs, and says what it did
+_ASSIGN: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": operator.add, "-=": operator.sub, "*=": operator.mul, "/=": operator.truediv,
+}
+
+
+class ActionCompiler:
+    """The compilers of actions, one `visit_<Node>` per action node (`cbdsl.language.ACTIONS`).
+
+    Each returns a closure that runs the action and says what it did; a part of
+    `DefinitionCompiler`, whose parameters, templates and trackers they use.
+    """
+
+    def action(self, action: n.Action, rule: CompiledRule, exprs: ExprCompiler,
+               where: str) -> Action:
+        """A closure running one action; `visit_<Node>` builds it for each action node."""
+        return getattr(self, f"visit_{type(action).__name__}")(action, rule, exprs, where)
+
+    def visit_Assign(self, action: n.Assign, rule: CompiledRule,
+                     exprs: ExprCompiler, where: str) -> Action:
+        value, op = exprs.compile(action.value), _ASSIGN.get(action.op)
+
+        def assign(c: Context) -> str:
+            old = c.lr()
+            new = value(c) if op is None else op(old, value(c))
+            runtime.write_lr(c.cb.model, new, where)
+            c._lr = None
+            return f"lr {_num(old)} -> {_num(c.lr())}"
+        return assign
+
+    def visit_Stop(self, action: n.Stop, rule: CompiledRule,
+                   exprs: ExprCompiler, where: str) -> Action:
+        def stop(c: Context) -> str:
+            runtime.stop(c.cb.model, c.cb.phase)
+            if c.epoch is not None:
+                c.cb.state.stopped_epoch = c.epoch
+            return "stop"
+        return stop
+
+    def visit_Save(self, action: n.Save, rule: CompiledRule,
+                   exprs: ExprCompiler, where: str) -> Action:
+        path, kind = self.template(action.path, exprs), action.kind
+
+        def save(c: Context) -> str:
+            target = path(c)
+            runtime.save(c.cb.model, kind, target, where, type(c.cb).__name__)
+            return f"save {kind} {target}"
+        return save
+
+    def visit_Restore(self, action: n.Restore, rule: CompiledRule,
+                      exprs: ExprCompiler, where: str) -> Action:
+        name = action.tracker.name if action.tracker else (
+            rule.trackers[0].name if rule.trackers else next(iter(self.restored)))
+
+        def restore(c: Context) -> str:
+            tracker = c.cb.state.trackers[name]
+            if tracker.best_weights is None:
+                return ""
+            c.cb.model.set_weights(tracker.best_weights)
+            return f"restore weights of epoch {tracker.best_epoch + 1}"
+        return restore
+
+    def visit_Log(self, action: n.Log, rule: CompiledRule,
+                  exprs: ExprCompiler, where: str) -> Action:
+        value = exprs.compile(action.value)
+        fixed = action.key.name if action.key is not None else None
+        computed = exprs.compile(action.key_expr) if action.key_expr is not None else None
+
+        def log(c: Context) -> str:
+            key = fixed if computed is None else computed(c)
+            v = value(c)
+            if c.logs is not None:
+                c.logs[key] = v
+            return f"log {key} = {_num(v)}"
+        return log
+
+    def visit_Fail(self, action: n.Fail, rule: CompiledRule,
+                   exprs: ExprCompiler, where: str) -> Action:
+        text = self.template(action.template, exprs)
+
+        def fail(c: Context) -> str:
+            # in `on metric_missing`, a log key was missing: a KeyError too
+            raise (RuleFailure if c.missing is None else MissingKeyFailure)(text(c))
+        return fail
+
+    def visit_WriteFile(self, action: n.WriteFile, rule: CompiledRule,
+                        exprs: ExprCompiler, where: str) -> Action:
+        text, path, mode = exprs.compile(action.text), self.template(action.path, exprs), \
+            action.mode
+
+        def write_file(c: Context) -> str:
+            target = path(c)
+            runtime.write_text(target, str(text(c)), append=mode == "append", where=where)
+            return f"{mode} {target}"
+        return write_file
+
+    def visit_Record(self, action: n.Record, rule: CompiledRule,
+                     exprs: ExprCompiler, where: str) -> Action:
+        def record(c: Context) -> str:
+            state = c.cb.state
+            state.recorded_epochs.append(c.epoch)
+            for key, value in (c.logs or {}).items():
+                state.history.setdefault(key, []).append(value)
+            c.cb.model.history = c.cb
+            return "record"
+        return record
+
+    def visit_Print(self, action: n.Print | n.Warn, rule: CompiledRule,
+                    exprs: ExprCompiler, where: str) -> Action:
+        text, is_print = self.template(action.template, exprs), isinstance(action, n.Print)
+
+        def message(c: Context) -> str:
+            body = text(c)
+            if is_print:
+                print(body, flush=True)
+            else:
+                warnings.warn(body, stacklevel=2)
+            return "print" if is_print else "warn"
+        return message
+
+
+    visit_Warn = visit_Print
+
+    def visit_Set(self, action: n.Set, rule: CompiledRule,
+                  exprs: ExprCompiler, where: str) -> Action:
+        var, value, op = action.var.name, exprs.compile(action.value), _ASSIGN.get(action.op)
+
+        if action.index is not None:
+            key_of = exprs.compile(action.index)
+
+            def set_entry(c: Context) -> str:
+                table, key = c.cb.state.variables[var], key_of(c)
+                if op is not None and key not in table:
+                    raise CbdslRuntimeError(Diagnostic(
+                        "E221", f"{where}: '{var}' has no entry {key!r} to update"))
+                table[key] = value(c) if op is None else op(table[key], value(c))
+                return f"set {var}[{key!r}] = {_num(table[key])}"
+            return set_entry
+
+        def set_(c: Context) -> str:
+            variables = c.cb.state.variables
+            variables[var] = value(c) if op is None else op(variables[var], value(c))
+            return f"set {var} = {_num(variables[var])}"
+        return set_
+
+    def visit_Cooldown(self, action: n.Cooldown, rule: CompiledRule,
+                       exprs: ExprCompiler, where: str) -> Action:
+        count = exprs.compile(action.count)
+        names = [t.name for t in rule.trackers if t.stalls is not None]
+
+        def cooldown(c: Context) -> str:
+            k = int(count(c))
+            for name in names:
+                c.cb.state.trackers[name].cooldown = k
+            return f"cooldown {k}" if k else ""
+        return cooldown
+
+    def visit_CallPython(self, action: n.CallPython, rule: CompiledRule,
+                         exprs: ExprCompiler, where: str) -> Action:
+        hook = self.params[action.func.name]
+        args = [exprs.compile(a) for a in action.args]
+        kwargs = {k.name.name: exprs.compile(k.value) for k in action.keywords}
+        label = action.func.name
+
+        def call(c: Context) -> str:
+            hook(*[a(c) for a in args], **{k: v(c) for k, v in kwargs.items()})
+            return f"call {label}"
+        return call
+
+    def visit_Effect(self, action: n.Effect, rule: CompiledRule, exprs: ExprCompiler,
+                     where: str) -> Action:
+        """`group.name(args)`: the runtime primitive, with its arguments bound by name."""
+        spec = language.EFFECTS[action.full_name]
+        names = [p.name for p in spec.params]
+        given = {**{names[i]: exprs.compile(a) for i, a in enumerate(action.args)},
+                 **{k.name.name: exprs.compile(k.value) for k in action.keywords}}
+        defaults = {p.name: p.default for p in spec.params if not p.required}
+        run = effects.IMPLEMENTATIONS[spec.name]
+
+        def effect(c: Context) -> str:
+            arguments = {**defaults, **{k: fn(c) for k, fn in given.items()}}
+            return run(c.cb, where=where, **arguments)
+        return effect
+
+    def visit_WriteRow(self, action: n.WriteRow, rule: CompiledRule, exprs: ExprCompiler,
+                       where: str) -> Action:
+        """`write row TABLE to PATH [with (separator = s, header = b, append = b)]`."""
+        row, path = exprs.compile(action.row), exprs.compile(action.file)  # a path, as it is
+        options = {o.name.name: exprs.compile(o.value) for o in action.options}
+        defaults = {"separator": ",", "header": False, "append": True}
+
+        def write_row(c: Context) -> str:
+            target, values = str(path(c)), row(c)
+            if values is not None and not isinstance(values, dict):
+                raise CbdslRuntimeError(Diagnostic(
+                    "E221", f"{where}: 'write row' needs a table, got {_short(values)}"))
+            given = {k: options[k](c) if k in options else v for k, v in defaults.items()}
+            runtime.write_row(target, values, separator=given["separator"],
+                              header=bool(given["header"]), append=bool(given["append"]))
+            return f"write row to {target}"
+        return write_row
+
+    def visit_Post(self, action: n.Post, rule: CompiledRule, exprs: ExprCompiler,
+                   where: str) -> Action:
+        """`post json|form BODY to URL [with (headers = t, timeout = s)] [else MESSAGE]`."""
+        kind, body, url = action.kind.name, exprs.compile(action.body), exprs.compile(action.url)
+        options = {o.name.name: exprs.compile(o.value) for o in action.options}
+        otherwise = self.action(action.otherwise, rule, exprs, where) \
+            if action.otherwise is not None else None
+        owner = self.definition.name
+
+        def post(c: Context) -> str:
+            target, payload = url(c), body(c)
+            headers = options["headers"](c) if "headers" in options else None
+            timeout = options["timeout"](c) if "timeout" in options else language.POST_TIMEOUT
+            if not isinstance(target, str):
+                raise CbdslRuntimeError(Diagnostic(
+                    "E221", f"{where}: 'post' needs a URL string, got {_short(target)}"))
+            if kind == "form" and not isinstance(payload, dict):
+                raise CbdslRuntimeError(Diagnostic(
+                    "E221", f"{where}: 'post form' needs a table, got {_short(payload)}"))
+            if runtime.post(target, payload, kind=kind, headers=headers, timeout=timeout,
+                            owner=owner, unhandled=otherwise is None):
+                return f"post {kind} to {target}"
+            done = otherwise(c)
+            return f"post {kind} to {target} failed" + (f", {done}" if done else "")
+        return post
+
+    def visit_For(self, loop: n.For, rule: CompiledRule, exprs: ExprCompiler,
+                  where: str) -> Action:
+        """`for k[, v] in X [when cond] do (...)`: keys (and values) of a table, or items."""
+        iterable = exprs.compile(loop.iterable)
+        names = [i.name for i in loop.names]
+        body = exprs.inner(names)
+        condition = body.compile(loop.condition) if loop.condition is not None else None
+        actions = [self.action(a, rule, body, where) for a in loop.actions]
+
+        def run(c: Context) -> str:
+            items = iterable(c)
+            if items is None:
+                return ""
+            if isinstance(items, dict):  # a snapshot: the body may write into the same table
+                entries = list(items.items()) if len(names) == 2 else list(items)
+            else:
+                entries = list(enumerate(items)) if len(names) == 2 else list(items)
+            outer = dict(c.locals)
+            count = 0
+            try:
+                for entry in entries:
+                    c.locals.update(zip(names, entry, strict=True) if len(names) == 2
+                                    else {names[0]: entry})
+                    if condition is not None and not condition(c):
+                        continue
+                    for action in actions:
+                        action(c)
+                    count += 1
+            finally:
+                c.locals = outer
+            return f"for {', '.join(names)}: {count} times" if count else ""
+        return run
