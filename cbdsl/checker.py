@@ -1337,3 +1337,36 @@ def check(program: n.Program) -> CheckedProgram:
         CbdslCheckError: with every error found (codes E2xx), not just the first.
     """
     return Checker(program).run()
+
+
+# The names of a definition's `stalls`/`improves` trackers, as the compiler keys their state
+# and `explain --python` names their attributes.
+
+
+def rule_trackers(rule: n.Rule) -> list[n.Stalls | n.Improves]:
+    """The `stalls`/`improves` predicates of a rule's condition, in the order they are read."""
+    return [x for x in walk(rule.condition) if isinstance(x, n.Stalls | n.Improves)]
+
+
+def tracker_name(node: n.Stalls | n.Improves, index: int, k: int, rule: n.Rule) -> str:
+    """A tracker's name: its alias, else its rule's label (or `rule<index>`) and `#k`."""
+    if node.alias is not None:
+        return node.alias.name
+    return f"{rule.label.name if rule.label else f'rule{index}'}#{k}"
+
+
+def restored_trackers(rules: list[n.Rule]) -> set[str]:
+    """Trackers that some `restore best weights` reads, in `for` bodies too: they keep weight
+    snapshots. An unnamed restore reads its own rule's first tracker, else the callback's."""
+    named = [[tracker_name(t, i, k, rule) for k, t in enumerate(rule_trackers(rule))]
+             for i, rule in enumerate(rules)]
+    everywhere = [name for names in named for name in names]
+    restored = set()
+    for rule, names in zip(rules, named, strict=True):
+        for action in flat_actions(rule.actions):
+            if isinstance(action, n.Restore):
+                if action.tracker is not None:
+                    restored.add(action.tracker.name)
+                elif names or everywhere:
+                    restored.add((names or everywhere)[0])
+    return restored

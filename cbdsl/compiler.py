@@ -22,8 +22,11 @@ from cbdsl.checker import (
     filter_counter,
     flat_actions,
     metric_name_of,
+    restored_trackers,
+    rule_trackers,
     template_fields,
     template_problem,
+    tracker_name,
     walk,
 )
 from cbdsl.diagnostics import (
@@ -536,7 +539,7 @@ class DefinitionCompiler:
             count = int(self.constant(f.at if isinstance(f, n.Once) else f.count, kind))
             counter = filter_counter(f.unit.name if f.unit else None, events[0])
             compiled.filters.append((kind, counter, count))
-        for k, node in enumerate(_trackers(rule)):
+        for k, node in enumerate(rule_trackers(rule)):
             compiled.trackers.append(self.tracker(node, index, k, rule, exprs))
         if rule.condition is not None:
             compiled.condition = exprs.compile(rule.condition)
@@ -892,33 +895,6 @@ def _children(node: Any) -> Iterable[Any]:
             for leaf in item if isinstance(item, tuple) else (item,):
                 if isinstance(leaf, n.Node) and not isinstance(leaf, n.Ident):
                     yield leaf
-
-
-def restored_trackers(rules: list[n.Rule]) -> set[str]:
-    """Trackers that some `restore best weights` reads, in `for` bodies too: they keep weight
-    snapshots. An unnamed restore reads its own rule's first tracker, else the callback's."""
-    named = [[tracker_name(t, i, k, rule) for k, t in enumerate(_trackers(rule))]
-             for i, rule in enumerate(rules)]
-    everywhere = [name for names in named for name in names]
-    restored = set()
-    for rule, names in zip(rules, named, strict=True):
-        for action in flat_actions(rule.actions):
-            if isinstance(action, n.Restore):
-                if action.tracker is not None:
-                    restored.add(action.tracker.name)
-                elif names or everywhere:
-                    restored.add((names or everywhere)[0])
-    return restored
-
-
-def _trackers(rule: n.Rule) -> list[n.Stalls | n.Improves]:
-    return [x for x in walk(rule.condition) if isinstance(x, n.Stalls | n.Improves)]
-
-
-def tracker_name(node, index: int, k: int, rule: n.Rule) -> str:
-    if node.alias is not None:
-        return node.alias.name
-    return f"{rule.label.name if rule.label else f'rule{index}'}#{k}"
 
 
 # --------------------------------------------------------- the Callback class
