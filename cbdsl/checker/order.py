@@ -51,25 +51,16 @@ def written_targets(rule: n.Rule) -> list[tuple[str, Span]]:
 
 
 def names_read(rule: n.Rule) -> set[str]:
+    """Every name a rule reads, anywhere in it (filters, condition, every action's operands and
+    options, loop bodies, template fields), and the variables that `set` updates in place."""
     found = set()
-    exprs = [rule.condition, *(getattr(f, "count", None) or getattr(f, "at", None)
-                               for f in rule.filters)]
-    for action in flat_actions(rule.actions):
-        for attr in ("value", "path", "template", "count", "index", "key_expr", "iterable",
-                     "condition", "text", "row"):
-            exprs.append(getattr(action, attr, None))
-        if isinstance(action, n.WriteRow):
-            exprs += [action.file, *(o.value for o in action.options)]
-        if isinstance(action, n.Set) and (action.op != "=" or action.index is not None):
-            found.add(action.var.name)
-        if isinstance(action, n.CallPython | n.Effect):
-            exprs += [*action.args, *(k.value for k in action.keywords)]
-    for expr in exprs:
-        for node in walk(expr):
-            if isinstance(node, n.Name):
-                found.add(node.id)
-            elif isinstance(node, n.String):
-                found.update(template_fields(node.value))
+    for node in walk(rule):
+        if isinstance(node, n.Name):
+            found.add(node.id)
+        elif isinstance(node, n.String):
+            found.update(template_fields(node.value))
+        elif isinstance(node, n.Set) and (node.op != "=" or node.index is not None):
+            found.add(node.var.name)
     return found
 
 

@@ -79,26 +79,8 @@ class Scope:
             a, b = self.infer(expr.then, checker, event), self.infer(expr.orelse, checker, event)
             return a if a == b else "any"
         if t is n.Call:
-            name = expr.func.name
-            if name in ("floor", "ceil", "int"):
-                return "int"
-            if name == "has":
-                return "bool"
-            if name in ("lookup", "piecewise", "metric", "item"):
-                return "any"
-            if name in ("keys", "sorted"):
-                return "table"  # a list: what `for` and `in` go through
-            if name in ("startswith", "file_empty", "profiler_available"):
-                return "bool"
-            if name == "json":
-                return "str"
-            if name in ("type", "format", "fill", "backend", "path", "removeprefix"):
-                return "str"
-            if name == "split":
-                return "table"  # a list
-            if name == "len":
-                return "int"
-            if name == "endswith":
-                return "bool"
-            return "number"
+            function = language.FUNCTIONS.get(expr.func.name)
+            if function is None or expr.func.name in self.params:  # a Python hook or schedule
+                return "number"
+            return function.result
         return "any"
