@@ -78,7 +78,7 @@ class ActionChecks:
     check_Record = check_Stop
 
     def check_Cooldown(self, action: n.Cooldown) -> None:
-        self.check_count(action.count, "cooldown")
+        self.check_count(action.count, "cooldown", before_training=False)
         if not any(isinstance(x, n.Stalls) for x in walk(self.rule.condition)):
             self.report("E205", "'cooldown' needs a 'stalls' predicate in the same rule",
                         action.span)

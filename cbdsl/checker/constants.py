@@ -1,9 +1,18 @@
-"""Constants: the values known when a rule file is checked (literals, defaults, tables)."""
+"""Constants, in the language's two senses, each defined once here.
+
+A value *known at check time* (`const_value`): literals, tables of them, `inf`, and the
+defaults of parameters; `cbdsl check` reads these (patience, priorities, modes). An expression
+*known before training* (`training_only` finds none in it): anything computed from parameters
+and constants, functions included, which the compiler evaluates when it builds a callback
+(state variables' initial values, filter counts, tracker options, `use` arguments); the
+checker refuses, with E219, what only a training run can give.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from cbdsl import language
 from cbdsl.checker.definitions import (
     INVALID,
     REQUIRED,
@@ -11,6 +20,7 @@ from cbdsl.checker.definitions import (
 )
 from cbdsl.diagnostics import Span
 from cbdsl.syntax import nodes as n
+from cbdsl.syntax.walk import walk
 
 
 class NotConstant(Exception):
@@ -51,3 +61,24 @@ def _const_ok(expr, params) -> bool:
     except NotConstant:
         return False
     return True
+
+
+def training_only(expr: n.Expr | None, params: dict[str, ParamInfo]) -> n.Node | None:
+    """The first node of `expr` that only a training run gives a value: a log metric or
+    counter, a tracker, a function of the event, a schedule; None when the whole expression
+    is known once the callback is built (from constants and parameters)."""
+    for node in walk(expr):
+        if isinstance(node, n.Name) and node.id not in params and node.id != "inf":
+            return node
+        if isinstance(node, n.Attribute | n.Stalls | n.Improves):
+            return node
+        if isinstance(node, n.Call):
+            info = params.get(node.func.name)
+            if info is not None:
+                if info.type == "schedule":  # called with the event's epoch and rate
+                    return node
+                continue
+            function = language.FUNCTIONS.get(node.func.name)
+            if function is not None and function.reads_event:
+                return node
+    return None

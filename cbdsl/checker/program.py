@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cbdsl import language
 from cbdsl.checker.conflicts import ConflictChecks
+from cbdsl.checker.constants import training_only
 from cbdsl.checker.definitions import (
     REQUIRED,
     CheckedProgram,
@@ -142,6 +143,11 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
                             use.span, where)
         scope = Scope(main, None)
         for name, value in args.items():
+            node = training_only(value, main.params)
+            if node is not None:
+                self.report("E219", f"argument '{name}' must be known before training starts",
+                            node.span, where, "it may read the file's parameters and constants")
+                continue
             given = scope.infer(value, self, None)
             declared = definition.params[name].type
             if given != "any" and \
@@ -162,6 +168,12 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
                             self.origin(var, definition))
             else:
                 scope.variables[name] = scope.infer(var.value, self, None)
+                node = training_only(var.value, definition.params)
+                if node is not None:
+                    self.report("E219", f"the initial value of '{name}' must be known before "
+                                "training starts", node.span, self.origin(var, definition),
+                                "it may read parameters and constants; set it in a "
+                                "`train_begin` rule to start from the run")
         for requirement in definition.requirements:
             self._check_requirement(requirement, definition)
         for rule in definition.rules:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from cbdsl import language
 from cbdsl.checker.actions import ActionChecks
-from cbdsl.checker.constants import NotConstant, _const_ok, const_value
+from cbdsl.checker.constants import NotConstant, _const_ok, const_value, training_only
 from cbdsl.checker.definitions import (
     COMMON_METRICS,
 )
@@ -78,10 +78,22 @@ class RuleChecker(ActionChecks):
                             span, "epoch counters exist in epoch and train events, batch counters "
                             "in batch events, steps in train batch events")
 
+    def check_known_before_training(self, expr: n.Expr, what: str) -> bool:
+        """Report E219 where `expr` reads what only the training run gives; True if so."""
+        node = training_only(expr, self.scope.params)
+        if node is None:
+            return False
+        self.report("E219", f"{what} must be known before training starts", node.span,
+                    "it may read parameters and constants, not metrics, counters or trackers")
+        return True
+
     def check_count(self, expr: n.Expr, what: str, positive=False, allow_negative=False,
-                    walked=False) -> None:
+                    walked=False, before_training=True) -> None:
+        """An integer count; `before_training`: one known when the callback is built."""
         if not walked:  # a count inside a condition is checked by the condition's walk
             self.check_expr(expr)
+        if before_training and self.check_known_before_training(expr, what):
+            return
         try:
             value = const_value(expr, self.scope.params)
         except NotConstant:
@@ -203,6 +215,9 @@ class RuleChecker(ActionChecks):
         kind = "stalls" if isinstance(node, n.Stalls) else "improves"
         if isinstance(node, n.Stalls):
             self.check_count(node.count, "the patience of 'stalls'", walked=True)
+        for option in node.options:
+            if option.name.name != "only":  # `only` is a condition, checked at each event
+                self.check_known_before_training(option.value, f"option '{option.name.name}'")
         for option in self.known_options(node.options, language.TRACKER_OPTIONS[kind],
                                          f"'{kind}'"):
             name = option.name.name
