@@ -102,7 +102,7 @@ def replay(callbacks: list[Any], epochs: list[dict[str, float]],
         learning_rate: the starting rate; default the log's first `learning_rate`/`lr`,
             else 0.001.
     """
-    from cbdsl.conformance.driver import StubModel, drive
+    from cbdsl.dryrun import StubModel, drive
     from cbdsl.language import EVENTS
 
     first = epochs[0] if epochs else {}

@@ -15,8 +15,8 @@ import pytest
 
 import cbdsl
 from cbdsl import callbacks as dropin
-from cbdsl.conformance import artifact_effects as effects
 from cbdsl.conformance import artifacts
+from cbdsl.conformance.artifacts import effects
 from cbdsl.diagnostics import CbdslCheckError
 
 CASES = [(spec.name, scenario.name) for spec in effects.EFFECT_SPECS
