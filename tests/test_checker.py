@@ -487,11 +487,18 @@ def test_w201_metric_name_close_to_a_known_one():
         "                      ^^^^^^^ did you mean 'val_loss'?")
 
 
-def test_w201_param_typo_in_a_stalls_count_is_reported_once():
-    assert warnings_of("param patience = 3\non epoch_end when val_loss stalls patienc do stop") \
-        == ("<string>:2:35: warning W201: 'patienc' is read as a log metric\n"
-            "2 | on epoch_end when val_loss stalls patienc do stop\n"
-            "                                      ^^^^^^^ did you mean 'patience'?")
+def test_param_typo_in_a_stalls_count_is_an_error_at_check_time_reported_once():
+    # the patience is needed before training starts: a name that is no parameter is refused
+    # by `cbdsl check` (the compiler refused it before, after a clean check)
+    with pytest.raises(CbdslCheckError) as exc:
+        cbdsl.check("param patience = 3\non epoch_end when val_loss stalls patienc do stop")
+    found = [d for d in exc.value.diagnostics if d.code in ("E219", "W201")]
+    assert [d.code for d in found] == ["E219", "W201"]
+    assert found[0].render() == (
+        "<string>:2:35: error E219: the patience of 'stalls' must be known before training "
+        "starts\n"
+        "2 | on epoch_end when val_loss stalls patienc do stop\n"
+        "                                      ^^^^^^^ did you mean 'patience'?")
 
 
 def test_w203_state_variable_never_read():

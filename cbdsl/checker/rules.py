@@ -83,8 +83,10 @@ class RuleChecker(ActionChecks):
         node = training_only(expr, self.scope.params)
         if node is None:
             return False
+        hint = did_you_mean(node.id, self.scope.params) if isinstance(node, n.Name) else None
         self.report("E219", f"{what} must be known before training starts", node.span,
-                    "it may read parameters and constants, not metrics, counters or trackers")
+                    hint or "it may read parameters and constants, not metrics, counters or "
+                    "trackers")
         return True
 
     def check_count(self, expr: n.Expr, what: str, positive=False, allow_negative=False,
