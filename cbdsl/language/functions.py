@@ -63,9 +63,10 @@ class Function:
         optional: how many of the trailing `args` may be left out.
         variadic: whether the last argument may repeat (`max(a, b, c)`).
         python: how `explain --python` writes a call: a format string over the arguments'
-            code (`{0}`, `{1:atom}` for an operand that binds tighter than a call's
-            receiver, `{args}` for all of them joined), or None where the Python writer has
-            a method of its own (`call_NAME`).
+            code (`{0}`; `{0:atom}` where it must bind as an atom, a method's receiver;
+            `{0:ternary+}` inside a conditional; `{args}` all of them joined, `{rest}` all
+            but the first), or None where the Python writer has a method of its own
+            (`call_NAME`) or refuses the function (E601).
         python_imports: modules the written call needs (`math`, `numpy`, `json`, ...).
         python_helpers: helper functions the written module needs (`piecewise`).
         python_precedence: the precedence of the written call when it is not an atom
@@ -291,14 +292,13 @@ FUNCTIONS: dict[str, Function] = {
         Function("file_empty", (_S,), "bool",
                  "whether no file is at a path or the file there holds no text", _file_empty,
                  python="file_empty({0})", python_helpers=("file_empty",)),
-        Function("endswith", (_S, _S), "bool", "whether a string ends with another", _endswith,
-                 python="{0:atom}.endswith({1})"),
+        Function("endswith", (_S, _S), "bool", "whether a string ends with another",
+                 _endswith),
         Function("type", (_A,), "str",
                  "the type of a value as parameters name it: int, float, str, bool, table, "
                  "none (a list is list)", lambda value: type_of_value(value)),
         Function("format", (_A, Arg("str", "a format spec (a string)")), "str",
-                 "a value as text by a format spec, as Python's format(x, \".5f\")", _format,
-                 python="format({0}, {1})"),
+                 "a value as text by a format spec, as Python's format(x, \".5f\")", _format),
         Function("backend", (), "str", "the Keras backend: tensorflow, jax, torch or numpy",
                  _backend, python="keras.backend.backend()"),
         Function("profiler_available", (), "bool",

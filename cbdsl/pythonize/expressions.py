@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import string
+
+from cbdsl import language
 from cbdsl.pythonize.code import (
     ADD,
     ATOM,
@@ -19,8 +22,6 @@ from cbdsl.pythonize.code import (
 from cbdsl.pythonize.names import Scope
 from cbdsl.pythonize.tree import nonzero
 from cbdsl.syntax import nodes as n
-
-_MATH = {"exp", "log", "sqrt", "floor", "ceil", "cos", "sin", "tanh", "pow"}
 
 
 class ExpressionWriter:
@@ -213,67 +214,61 @@ class ExpressionWriter:
                 extra = [] if name == "schedule" else [f"name={py_str(name, q)}"]
                 return Code(f"call_schedule({', '.join([fn, *args, *extra])})")
             return Code(f"{fn}({', '.join(args)}) if {fn} is not None else None", TERNARY)
-        if name == "metric":
-            key = self.metric_key(e, scope)
-            return self.metric(key, scope)
-        if name == "has":
-            self._needs_logs = True
-            key = self.has_key(e, scope)
-            return Code(f"{scope.logs}.get({self.key_code(key, scope)}) is not None", CMP)
-        args = [self.expr(a, scope) for a in e.args]
-        texts = [a.text for a in args]
-        if name in _MATH:
-            self.module.imports.add("math")
-            return Code(f"math.{name}({', '.join(texts)})")
-        if name == "clip":
-            x, lo, hi = texts
-            return Code(f"min(max({x}, {lo}), {hi})")
-        if name == "float32":
-            self.module.imports.add("numpy")
-            return Code(f"float(np.float32({texts[0]}))")
-        if name == "lookup":
-            return Code(f"{args[0].at(ATOM)}.get({', '.join(texts[1:])})")
-        if name == "piecewise":
-            self.module.helpers.add("piecewise")
-            return Code(f"piecewise({', '.join(texts)})")
-        if name == "json":
-            self.module.imports.add("json")
-            return Code(f"json.dumps({texts[0]})")
-        if name == "item":
-            self.module.imports.add("numpy")
-            x = args[0]
-            return Code(f"{x.at(ATOM)}.item() if isinstance({x.text}, np.ndarray | np.generic) "
-                        f"else {x.at(TERNARY + 1)}", TERNARY)
-        if name in ("keys", "sorted"):
-            arg, call = e.args[0], "list" if name == "keys" else "sorted"
-            if name == "keys":  # `x or ()` only where x may be none or not a table
-                known = (isinstance(arg, n.Name) and arg.id == "logs") or (
-                    self.iterable_kind(arg) == "dict" and not self.may_be_none(arg))
-            else:
-                known = not self.may_be_none(arg)
-            return Code(f"{call}({texts[0]})" if known
-                        else f"{call}({args[0].at(OR + 1)} or ())")
-        if name == "startswith":
-            return Code(f"{args[0].at(ATOM)}.startswith({texts[1]})")
-        if name == "file_empty":
-            self.module.helpers.add("file_empty")
-            return Code(f"file_empty({texts[0]})")
-        if name in ("min", "max", "abs", "round", "float", "int", "len"):  # Python's own
-            return Code(f"{name}({', '.join(texts)})")
-        if name == "backend":
-            return Code("keras.backend.backend()")
-        if name == "profiler_available":
-            self.module.imports.add("sys")
-            return Code('(keras.backend.backend() == "tensorflow" or (keras.backend.backend() '
-                        '== "jax" and sys.version_info >= (3, 12)))')
-        if name == "now":
-            self.module.imports.add("time")
-            return Code("time.time()")
-        if name == "path":
-            self.module.imports.add("os")
-            return Code(f"os.path.join({', '.join(texts)})")
-        if name == "removeprefix":
-            return Code(f"{args[0].at(ATOM)}.removeprefix({texts[1]})")
-        if name == "split":
-            return Code(f"{args[0].at(ATOM)}.split({texts[1]})")
+        special = getattr(self, f"call_{name}", None)  # a call the table cannot template
+        if special is not None:
+            return special(e, scope)
+        function = language.FUNCTIONS.get(name)
+        if function is not None and function.python is not None:
+            args = [self.expr(a, scope) for a in e.args]
+            self.module.imports.update(function.python_imports)
+            self.module.helpers.update(function.python_helpers)
+            return Code(CALL_TEMPLATE.format(function.python, *args, args=args),
+                        PRECEDENCE.get(function.python_precedence, ATOM))
         raise self.error(f"the function '{name}'", e)
+
+    # -- the calls that `cbdsl.language.FUNCTIONS` gives no template: they read the logs, or
+    # write differently by what is known of their argument
+    def call_metric(self, e, scope) -> Code:
+        return self.metric(self.metric_key(e, scope), scope)
+
+    def call_has(self, e, scope) -> Code:
+        self._needs_logs = True
+        key = self.has_key(e, scope)
+        return Code(f"{scope.logs}.get({self.key_code(key, scope)}) is not None", CMP)
+
+    def call_keys(self, e, scope) -> Code:
+        arg = e.args[0]
+        code = self.expr(arg, scope)
+        # `x or ()` only where x may be none or not a table
+        known = (isinstance(arg, n.Name) and arg.id == "logs") or (
+            self.iterable_kind(arg) == "dict" and not self.may_be_none(arg))
+        return Code(f"list({code.text})" if known else f"list({code.at(OR + 1)} or ())")
+
+    def call_sorted(self, e, scope) -> Code:
+        arg = e.args[0]
+        code = self.expr(arg, scope)
+        known = not self.may_be_none(arg)
+        return Code(f"sorted({code.text})" if known else f"sorted({code.at(OR + 1)} or ())")
+
+
+class _CallTemplate(string.Formatter):
+    """Fills a function's `python` template with its arguments' code (see `Function.python`)."""
+
+    def get_value(self, key, args, kwargs):
+        if key == "rest":
+            return ", ".join(a.text for a in kwargs["args"][1:])
+        if key == "args":
+            return ", ".join(a.text for a in kwargs["args"])
+        return args[key]
+
+    def format_field(self, value, format_spec):
+        if isinstance(value, str):
+            return value
+        if not format_spec:
+            return value.text
+        name, tighter, _ = format_spec.partition("+")  # `ternary+`: binds tighter than that
+        return value.at(PRECEDENCE[name] + (1 if tighter else 0))
+
+
+CALL_TEMPLATE = _CallTemplate()
+PRECEDENCE = {"atom": ATOM, "ternary": TERNARY}
