@@ -30,7 +30,7 @@ _SET = {"=": "set {var} to {v}", "*=": "multiply {var} by {v}", "/=": "divide {v
 
 def explain(program: n.Program) -> list[str]:
     """Sentences for a parsed rule file: a heading per callback, one sentence per rule."""
-    words = _Words(program.source)
+    words = Explainer(program.source)
     lines = []
     top = [item for item in program.items if isinstance(item, n.Rule)]
     if top:
@@ -55,7 +55,7 @@ def explain(program: n.Program) -> list[str]:
     return lines
 
 
-class _Words:
+class Explainer:
     def __init__(self, source: str):
         self.source = source
 
@@ -103,21 +103,32 @@ class _Words:
         return f"only at {one} {self.text(f.at)} (counted from 0)"
 
     def expr(self, e) -> str:
-        if isinstance(e, n.BoolOp):
-            return f"{self.expr(e.left)} {e.op} {self.expr(e.right)}"
-        if isinstance(e, n.Unary) and e.op == "not":
+        """A condition in words: `explain_<Node>` where a node kind has words of its own, else
+        the expression as written."""
+        words = getattr(self, f"explain_{type(e).__name__}", None)
+        return words(e) if words is not None else self.text(e)
+
+    def explain_BoolOp(self, e: n.BoolOp) -> str:
+        return f"{self.expr(e.left)} {e.op} {self.expr(e.right)}"
+
+    def explain_Unary(self, e: n.Unary) -> str:
+        if e.op == "not":
             return f"not ({self.expr(e.operand)})"
-        if isinstance(e, n.Stalls):
-            count = self.text(e.count)
-            return (f"{self.subject(e.subject)} has not improved for {count} "
-                    f"check{'' if count == '1' else 's'}{self.options(e.options, 'stalls')}")
-        if isinstance(e, n.Improves):
-            return f"{self.subject(e.subject)} improves{self.options(e.options, 'improves')}"
-        if isinstance(e, n.IsNan):
-            return f"{self.subject(e.subject)} is {'not ' if e.negated else ''}NaN"
-        if isinstance(e, n.IsFinite):
-            return f"{self.subject(e.subject)} is {'not ' if e.negated else ''}finite"
         return self.text(e)
+
+    def explain_Stalls(self, e: n.Stalls) -> str:
+        count = self.text(e.count)
+        return (f"{self.subject(e.subject)} has not improved for {count} "
+                f"check{'' if count == '1' else 's'}{self.options(e.options, 'stalls')}")
+
+    def explain_Improves(self, e: n.Improves) -> str:
+        return f"{self.subject(e.subject)} improves{self.options(e.options, 'improves')}"
+
+    def explain_IsNan(self, e: n.IsNan) -> str:
+        return f"{self.subject(e.subject)} is {'not ' if e.negated else ''}NaN"
+
+    def explain_IsFinite(self, e: n.IsFinite) -> str:
+        return f"{self.subject(e.subject)} is {'not ' if e.negated else ''}finite"
 
     def subject(self, e) -> str:
         if isinstance(e, n.Name) and e.id in ("lr", "learning_rate"):
@@ -146,59 +157,77 @@ class _Words:
         return ", ".join(said[:-1]) + (" and " if len(said) > 1 else "") + said[-1]
 
     def action(self, a) -> str:
-        if isinstance(a, n.Assign):
-            return _ASSIGN[a.op].format(v=self.text(a.value))
-        if isinstance(a, n.Stop):
-            return "stop training"
-        if isinstance(a, n.Save):
-            what = "weights" if a.kind == "weights" else "model"
-            return f"save the {what} to {self.text(a.path)}"
-        if isinstance(a, n.Restore):
-            of = f" kept by {a.tracker.name}" if a.tracker else ""
-            return f"put back the best weights{of}"
-        if isinstance(a, n.Log):
-            key = a.key.name if a.key else f"[{self.text(a.key_expr)}]"
-            return f"write {self.text(a.value)} into the logs as {key}"
-        if isinstance(a, n.Print):
-            return f"print {self.text(a.template)}"
-        if isinstance(a, n.Warn):
-            return f"warn {self.text(a.template)}"
-        if isinstance(a, n.Fail):
-            return f"end training with the error {self.text(a.template)}"
-        if isinstance(a, n.Set):
-            var = a.var.name + (f"[{self.text(a.index)}]" if a.index is not None else "")
-            return _SET[a.op].format(var=var, v=self.text(a.value))
-        if isinstance(a, n.Cooldown):
-            return f"hold its stall count for the next {self.text(a.count)} checks"
-        if isinstance(a, n.CallPython):
-            return f"call the caller's Python function {a.func.name}"
-        if isinstance(a, n.Record):
-            return "record the epoch's logs in the history"
-        if isinstance(a, n.WriteFile):
-            verb = "append" if a.mode == "append" else "write"
-            return f"{verb} {self.text(a.text)} to {self.text(a.path)}"
-        if isinstance(a, n.WriteRow):
-            if isinstance(a.row, n.NoneLit):
-                return f"open {self.text(a.file)}"
-            return f"write the values of {self.text(a.row)} as a CSV line to {self.text(a.file)}"
-        if isinstance(a, n.Post):
-            how = "as JSON" if a.kind.name == "json" else "as form fields"
-            words = f"post {self.text(a.body)} {how} to {self.text(a.url)}"
-            options = {o.name.name: self.text(o.value) for o in a.options}
-            if "headers" in options:
-                words += f" with the headers {options['headers']}"
-            words += f", with a {options.get('timeout', f'{language.POST_TIMEOUT:g}')} s timeout"
-            if a.otherwise is not None:
-                words += f"; if the server cannot be reached, {self.action(a.otherwise)}"
-            return words
-        if isinstance(a, n.Effect):
-            effect = language.EFFECTS.get(a.full_name)
-            args = [self.text(x) for x in a.args]
-            args += [f"{k.name.name} = {self.text(k.value)}" for k in a.keywords]
-            what = effect.doc.split(";")[0] if effect else a.full_name
-            return f"{what} [{a.full_name}({', '.join(args)})]"
-        if isinstance(a, n.For):
-            names = " and ".join(i.name for i in a.names)
-            cond = f" where {self.expr(a.condition)}" if a.condition is not None else ""
-            return f"for each {names} in {self.text(a.iterable)}{cond}, {self.actions(a.actions)}"
-        return self.text(a)
+        """An action in words: `explain_<Node>` says each action node."""
+        return getattr(self, f"explain_{type(a).__name__}")(a)
+
+    def explain_Assign(self, a: n.Assign) -> str:
+        return _ASSIGN[a.op].format(v=self.text(a.value))
+
+    def explain_Stop(self, a: n.Stop) -> str:
+        return "stop training"
+
+    def explain_Save(self, a: n.Save) -> str:
+        what = "weights" if a.kind == "weights" else "model"
+        return f"save the {what} to {self.text(a.path)}"
+
+    def explain_Restore(self, a: n.Restore) -> str:
+        of = f" kept by {a.tracker.name}" if a.tracker else ""
+        return f"put back the best weights{of}"
+
+    def explain_Log(self, a: n.Log) -> str:
+        key = a.key.name if a.key else f"[{self.text(a.key_expr)}]"
+        return f"write {self.text(a.value)} into the logs as {key}"
+
+    def explain_Print(self, a: n.Print) -> str:
+        return f"print {self.text(a.template)}"
+
+    def explain_Warn(self, a: n.Warn) -> str:
+        return f"warn {self.text(a.template)}"
+
+    def explain_Fail(self, a: n.Fail) -> str:
+        return f"end training with the error {self.text(a.template)}"
+
+    def explain_Set(self, a: n.Set) -> str:
+        var = a.var.name + (f"[{self.text(a.index)}]" if a.index is not None else "")
+        return _SET[a.op].format(var=var, v=self.text(a.value))
+
+    def explain_Cooldown(self, a: n.Cooldown) -> str:
+        return f"hold its stall count for the next {self.text(a.count)} checks"
+
+    def explain_CallPython(self, a: n.CallPython) -> str:
+        return f"call the caller's Python function {a.func.name}"
+
+    def explain_Record(self, a: n.Record) -> str:
+        return "record the epoch's logs in the history"
+
+    def explain_WriteFile(self, a: n.WriteFile) -> str:
+        verb = "append" if a.mode == "append" else "write"
+        return f"{verb} {self.text(a.text)} to {self.text(a.path)}"
+
+    def explain_WriteRow(self, a: n.WriteRow) -> str:
+        if isinstance(a.row, n.NoneLit):
+            return f"open {self.text(a.file)}"
+        return f"write the values of {self.text(a.row)} as a CSV line to {self.text(a.file)}"
+
+    def explain_Post(self, a: n.Post) -> str:
+        how = "as JSON" if a.kind.name == "json" else "as form fields"
+        words = f"post {self.text(a.body)} {how} to {self.text(a.url)}"
+        options = {o.name.name: self.text(o.value) for o in a.options}
+        if "headers" in options:
+            words += f" with the headers {options['headers']}"
+        words += f", with a {options.get('timeout', f'{language.POST_TIMEOUT:g}')} s timeout"
+        if a.otherwise is not None:
+            words += f"; if the server cannot be reached, {self.action(a.otherwise)}"
+        return words
+
+    def explain_Effect(self, a: n.Effect) -> str:
+        effect = language.EFFECTS.get(a.full_name)
+        args = [self.text(x) for x in a.args]
+        args += [f"{k.name.name} = {self.text(k.value)}" for k in a.keywords]
+        what = effect.doc.split(";")[0] if effect else a.full_name
+        return f"{what} [{a.full_name}({', '.join(args)})]"
+
+    def explain_For(self, a: n.For) -> str:
+        names = " and ".join(i.name for i in a.names)
+        cond = f" where {self.expr(a.condition)}" if a.condition is not None else ""
+        return f"for each {names} in {self.text(a.iterable)}{cond}, {self.actions(a.actions)}"

@@ -863,3 +863,39 @@ def test_syntax_error_in_a_library_is_reported(team_library, monkeypatch):
 def test_check_raises_syntax_errors_before_checking():
     with pytest.raises(CbdslSyntaxError):
         cbdsl.check("on epoch_ned do")
+
+
+# ------------------------------ one generic walk, one definition of "known before training"
+
+def test_a_variable_read_only_by_post_is_read():
+    # every analysis walks the same children: `post`'s body and URL are read like any operand
+    checked = cbdsl.check('var sent = {}\non epoch_end do set sent["loss"] = loss, '
+                          'post json sent to "http://127.0.0.1:9/"')
+    assert [d.code for d in checked.diagnostics] == []
+
+
+def test_a_state_variable_that_starts_from_the_run_is_refused_by_check():
+    # the compiler needs initial values before training starts; `cbdsl check` says so first
+    with pytest.raises(CbdslCheckError) as exc:
+        cbdsl.check("var x = epoch\non epoch_end do set x = epoch, print \"{x}\"")
+    (d,) = exc.value.diagnostics
+    assert (d.code, d.span.line, d.span.column) == ("E219", 1, 9)
+    assert "the initial value of 'x' must be known before training starts" in d.message
+
+
+@pytest.mark.parametrize("source,what", [
+    ("on epoch_end every epochs do stop", "every"),
+    ("on epoch_end priority loss do stop", "priority"),
+    ("on epoch_end when loss stalls 2 with min_delta = loss do stop", "option 'min_delta'"),
+    ("callback C(p = 1) { on epoch_end every p do stop }\nuse C(p = epoch)", "argument 'p'"),
+])
+def test_values_the_compiler_needs_before_training_are_checked(source, what):
+    with pytest.raises(CbdslCheckError, match=f"{what} must be known before training starts"):
+        cbdsl.check(source)
+
+
+def test_values_computed_from_parameters_are_known_before_training():
+    checked = cbdsl.check("param p = 2\nvar x = max(p, 3) * 2\non epoch_end every p + 1 "
+                          "do set x = x + 1, print \"{x}\"")
+    (cb,) = cbdsl.compile(checked)
+    assert cb.x == 6

@@ -360,3 +360,22 @@ def test_rule_text_is_never_evaluated_as_python(capsys):
     with warnings.catch_warnings():
         drive([cb], StubModel(), trace_of([1.0]))
     assert capsys.readouterr().out == "__import__('os').system('echo hi')\n"
+
+
+# -------------------------------------------------- the functions table, run
+
+@pytest.mark.parametrize("source,lrs", [
+    ("on epoch_end do lr = max(lr)", [0.1, 0.1]),  # one argument: itself, not iterated
+    ("on epoch_end do lr = min(lr, 0.05)", [0.05, 0.05]),
+    ("on epoch_end do lr = round(lr * 1000, 1.0) / 1000", [0.1, 0.1]),  # an integral float
+])
+def test_functions_run_with_the_arities_the_table_allows(source, lrs):
+    callbacks = cbdsl.compile(source)
+    got, _ = drive(callbacks, StubModel(), trace_of([1.0, 0.9]))
+    assert got == pytest.approx(lrs)
+
+
+def test_round_to_a_fractional_number_of_digits_is_a_positioned_error():
+    (cb,) = cbdsl.compile("on epoch_end do lr = round(lr, 1.5)")
+    with pytest.raises(cbdsl.CbdslRuntimeError, match="round.*must be an integer"):
+        drive([cb], StubModel(), trace_of([1.0]))

@@ -35,52 +35,65 @@ class Scope:
                 else:
                     self.trackers[name] = node
 
-    def infer(self, expr: n.Expr, checker: Checker, event: language.Event | None) -> str:
-        """The type of `expr`: int, float, number, bool, str, table, none or any."""
-        t = type(expr)
-        if t is n.Number:
-            return "int" if isinstance(expr.value, int) else "float"
-        if t is n.String:
-            return "str"
-        if t is n.Bool:
-            return "bool"
-        if t is n.NoneLit:
-            return "none"
-        if t is n.Table:
-            return "table"
-        if t is n.Name:
-            if expr.id in self.locals:
-                return "any"
-            if expr.id in self.params:
-                return self.params[expr.id].type
-            if expr.id in self.variables:
-                return self.variables[expr.id]
-            if expr.id in ("epoch", "batch", "step", "epochs", "verbose", "iterations"):
-                return "int"
-            if expr.id == "logs":
-                return "table"
-            return "any" if expr.id in ("steps", "metrics", "available", "missing") \
-                else "number"
-        if t is n.Attribute:
-            return "any" if expr.attr.name == "best" else "number"
-        if t in (n.Compare, n.BoolOp, n.Stalls, n.Improves, n.IsNan, n.IsFinite):
-            return "bool"
-        if t is n.Unary:
-            return "bool" if expr.op == "not" else self.infer(expr.operand, checker, event)
-        if t is n.BinOp:
-            left = self.infer(expr.left, checker, event)
-            right = self.infer(expr.right, checker, event)
-            if expr.op == "+" and "str" in (left, right) and {left, right} <= {"str", "any"}:
-                return "str"  # a string joined with a string, or with what may be one
-            if left == right == "int" and expr.op in ("+", "-", "*", "//", "%", "**"):
-                return "int"
+    def infer(self, expr: n.Expr, checker: Checker | None = None,
+              event: language.Event | None = None) -> str:
+        """The type of `expr`: int, float, number, bool, str, table, none or any (a value only
+        the run knows); `infer_<Node>` gives each node kind's."""
+        infer = getattr(self, f"infer_{type(expr).__name__}", None)
+        return infer(expr) if infer is not None else "any"
+
+    def infer_Number(self, expr: n.Number) -> str:
+        return "int" if isinstance(expr.value, int) else "float"
+
+    def infer_String(self, expr: n.String) -> str:
+        return "str"
+
+    def infer_Bool(self, expr: n.Bool) -> str:
+        return "bool"
+
+    def infer_NoneLit(self, expr: n.NoneLit) -> str:
+        return "none"
+
+    def infer_Table(self, expr: n.Table) -> str:
+        return "table"
+
+    def infer_Index(self, expr: n.Index) -> str:
+        return "any"  # tables hold values of any type
+
+    def infer_Name(self, expr: n.Name) -> str:
+        if expr.id in self.locals:
+            return "any"
+        if expr.id in self.params:
+            return self.params[expr.id].type
+        if expr.id in self.variables:
+            return self.variables[expr.id]
+        return language.BUILTIN_TYPES.get(expr.id, "number")  # else a log metric
+
+    def infer_Attribute(self, expr: n.Attribute) -> str:
+        return language.TRACKER_FIELD_TYPES.get(expr.attr.name, "number")
+
+    def infer_Compare(self, expr: n.Expr) -> str:
+        return "bool"
+
+    infer_BoolOp = infer_Stalls = infer_Improves = infer_IsNan = infer_IsFinite = infer_Compare
+
+    def infer_Unary(self, expr: n.Unary) -> str:
+        return "bool" if expr.op == "not" else self.infer(expr.operand)
+
+    def infer_BinOp(self, expr: n.BinOp) -> str:
+        left, right = self.infer(expr.left), self.infer(expr.right)
+        if expr.op == "+" and "str" in (left, right) and {left, right} <= {"str", "any"}:
+            return "str"  # a string joined with a string, or with what may be one
+        if left == right == "int" and expr.op in ("+", "-", "*", "//", "%", "**"):
+            return "int"
+        return "number"
+
+    def infer_Conditional(self, expr: n.Conditional) -> str:
+        a, b = self.infer(expr.then), self.infer(expr.orelse)
+        return a if a == b else "any"
+
+    def infer_Call(self, expr: n.Call) -> str:
+        function = language.FUNCTIONS.get(expr.func.name)
+        if function is None or expr.func.name in self.params:  # a Python hook or schedule
             return "number"
-        if t is n.Conditional:
-            a, b = self.infer(expr.then, checker, event), self.infer(expr.orelse, checker, event)
-            return a if a == b else "any"
-        if t is n.Call:
-            function = language.FUNCTIONS.get(expr.func.name)
-            if function is None or expr.func.name in self.params:  # a Python hook or schedule
-                return "number"
-            return function.result
-        return "any"
+        return function.result

@@ -12,6 +12,7 @@ from cbdsl.language.actions import ACTIONS, POST_KINDS, POST_TIMEOUT, Action, Op
 from cbdsl.language.effects import EFFECTS, Effect, EffectParam
 from cbdsl.language.events import (
     BUILTIN_NAMES,
+    BUILTIN_TYPES,
     EVENT_ALIASES,
     EVENTS,
     TARGETS,
@@ -21,7 +22,12 @@ from cbdsl.language.events import (
     resolve_event,
 )
 from cbdsl.language.functions import ARG_ACCEPTS, FUNCTIONS, Arg, Function
-from cbdsl.language.predicates import MODES, TRACKER_FIELDS, TRACKER_OPTIONS
+from cbdsl.language.predicates import (
+    MODES,
+    TRACKER_FIELD_TYPES,
+    TRACKER_FIELDS,
+    TRACKER_OPTIONS,
+)
 from cbdsl.language.types import (
     NUMBER_TYPES,
     PARAM_TYPES,
@@ -33,9 +39,10 @@ from cbdsl.language.types import (
 )
 
 __all__ = [
-    "ACTIONS", "ARG_ACCEPTS", "BUILTIN_NAMES", "EFFECTS", "EVENTS", "EVENT_ALIASES", "FUNCTIONS",
-    "MODES", "NUMBER_TYPES", "PARAM_TYPES", "POST_KINDS", "POST_TIMEOUT", "TARGETS",
-    "TRACKER_FIELDS", "TRACKER_OPTIONS", "TRAIN_EVENTS", "Action", "Arg", "Effect",
-    "EffectParam", "Event", "Function", "Option", "accepts", "is_number", "name_available",
-    "narrowed", "resolve_event", "rule_literal", "type_of_value",
+    "ACTIONS", "ARG_ACCEPTS", "BUILTIN_NAMES", "BUILTIN_TYPES", "EFFECTS", "EVENTS",
+    "EVENT_ALIASES", "FUNCTIONS", "MODES", "NUMBER_TYPES", "PARAM_TYPES", "POST_KINDS",
+    "POST_TIMEOUT", "TARGETS", "TRACKER_FIELDS", "TRACKER_FIELD_TYPES", "TRACKER_OPTIONS",
+    "TRAIN_EVENTS", "Action", "Arg", "Effect", "EffectParam", "Event", "Function", "Option",
+    "accepts", "is_number", "name_available", "narrowed", "resolve_event", "rule_literal",
+    "type_of_value",
 ]

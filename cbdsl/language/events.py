@@ -81,6 +81,14 @@ BUILTIN_NAMES: dict[str, str] = {
 }
 
 
+# The type of each built-in name where it is not a number (`any`: only the run knows).
+BUILTIN_TYPES: dict[str, str] = {
+    "epoch": "int", "batch": "int", "step": "int", "epochs": "int", "verbose": "int",
+    "iterations": "int", "logs": "table", "steps": "any", "metrics": "any", "available": "any",
+    "missing": "any",
+}
+
+
 def name_available(name: str, event: Event) -> str | None:
     """Why `name` cannot be read in `event`, or None when it can."""
     if name == "batch" and event.level != "batch":

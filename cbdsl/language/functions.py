@@ -215,8 +215,24 @@ def _len(value: Any) -> int:
     return len(value)
 
 
-def _round(x: float, ndigits: int | None = None) -> float:
-    return round(x, ndigits) if ndigits is not None else round(x)
+def _round(x: float, ndigits: Any = None) -> float:
+    if ndigits is None:
+        return round(x)
+    if isinstance(ndigits, float) and ndigits.is_integer():
+        ndigits = int(ndigits)
+    if not isinstance(ndigits, int) or isinstance(ndigits, bool):
+        raise ValueError(f"the number of digits must be an integer, got {ndigits!r}")
+    return round(x, ndigits)
+
+
+def _min(*values: Any) -> Any:
+    # one argument is its own smallest, as in `min(a, b)` with more (Python's min(x) would
+    # iterate x)
+    return min(values)
+
+
+def _max(*values: Any) -> Any:
+    return max(values)
 
 
 def _startswith(text: str, prefix: str) -> bool:
@@ -247,8 +263,8 @@ def _own(name: str, args: tuple[Arg, ...], result: str, doc: str, impl: Callable
 FUNCTIONS: dict[str, Function] = {
     f.name: f
     for f in [
-        _own("min", (_N,), "number", "the smallest argument", min, variadic=True),
-        _own("max", (_N,), "number", "the largest argument", max, variadic=True),
+        _own("min", (_N,), "number", "the smallest argument", _min, variadic=True),
+        _own("max", (_N,), "number", "the largest argument", _max, variadic=True),
         _own("abs", (_N,), "number", "absolute value", abs),
         _math("exp", 1, "e to the power x", math.exp),
         _math("log", 2, "natural logarithm, or log(x, base)", math.log, optional=1),

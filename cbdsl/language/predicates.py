@@ -35,3 +35,5 @@ TRACKER_FIELDS = {
     "best_epoch": "the epoch of the best value",
     "value": "the value seen at the latest check",
 }
+# The type of each tracker field: `best` is none before the first check.
+TRACKER_FIELD_TYPES = {"best": "any", "wait": "number", "best_epoch": "number", "value": "number"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import ClassVar, Union
 
 from cbdsl.diagnostics import Span
 
@@ -220,7 +220,7 @@ class IsFinite(Node):
 
 Expr = Union[  # noqa: UP007 - runtime alias used in annotations above
     Number, String, Bool, NoneLit, Name, Attribute, Call, Table, Unary, BinOp, Compare,
-    BoolOp, Conditional, Stalls, Improves, IsNan, IsFinite,
+    BoolOp, Conditional, Stalls, Improves, IsNan, IsFinite, Index,
 ]
 PREDICATES = (Stalls, Improves)
 
@@ -379,7 +379,7 @@ class For(Node):
     names: tuple[Ident, ...]
     iterable: Expr
     condition: Expr | None
-    actions: tuple[Any, ...]
+    actions: tuple[Action, ...]
     span: Span = _span()
 
 
