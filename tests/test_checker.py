@@ -869,8 +869,8 @@ def test_check_raises_syntax_errors_before_checking():
 
 def test_a_variable_read_only_by_post_is_read():
     # every analysis walks the same children: `post`'s body and URL are read like any operand
-    checked = cbdsl.check('var sent = {}\non epoch_end do set sent["loss"] = loss, '
-                          'post json sent to "http://127.0.0.1:9/"')
+    checked = cbdsl.check('var body = {"a": 1}\n'
+                          'on epoch_end do post json body to "http://127.0.0.1:9/"')
     assert [d.code for d in checked.diagnostics] == []
 
 
