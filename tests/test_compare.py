@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cbdsl import runtime
+from cbdsl.runtime import monitor as runtime
 
 WORKER = Path(__file__).with_name("compare_worker.py")
 
