@@ -1,5 +1,9 @@
 """The conformance suite: cases as data, a trace driver, a differential harness, and the
-artifact specs (callbacks judged by the files and requests they leave on real fits)."""
+artifact specs (callbacks judged by the files and requests they leave on real fits).
+
+It sits on top of the product and may import any of it (`cbdsl.callbacks`, the compiler, the
+dry-run driver); nothing of the product imports it but the command line's `cbdsl conform`.
+"""
 
 from cbdsl.conformance.artifacts import ARTIFACT_SPECS, ArtifactSpec, Scenario
 from cbdsl.conformance.driver import Outcome, StubModel, drive

@@ -20,6 +20,7 @@ from cbdsl.runtime.rules import CompiledRule, Context, _num, _short
 from cbdsl.syntax import nodes as n
 
 Action = Callable[[Context], str]  # a compiled action: runs, and says what it did
+POST_DEFAULTS = {k: o.default for k, o in language.ACTIONS["Post"].options.items()}
 _ASSIGN: dict[str, Callable[[Any, Any], Any]] = {
     "+=": operator.add, "-=": operator.sub, "*=": operator.mul, "/=": operator.truediv,
 }
@@ -208,7 +209,7 @@ class ActionCompiler:
         """`write row TABLE to PATH [with (separator = s, header = b, append = b)]`."""
         row, path = exprs.compile(action.row), exprs.compile(action.file)  # a path, as it is
         options = {o.name.name: exprs.compile(o.value) for o in action.options}
-        defaults = {"separator": ",", "header": False, "append": True}
+        defaults = {k: o.default for k, o in language.ACTIONS["WriteRow"].options.items()}
 
         def write_row(c: Context) -> str:
             target, values = str(path(c)), row(c)
@@ -233,7 +234,7 @@ class ActionCompiler:
         def post(c: Context) -> str:
             target, payload = url(c), body(c)
             headers = options["headers"](c) if "headers" in options else None
-            timeout = options["timeout"](c) if "timeout" in options else language.POST_TIMEOUT
+            timeout = options["timeout"](c) if "timeout" in options else POST_DEFAULTS["timeout"]
             if not isinstance(target, str):
                 raise CbdslRuntimeError(Diagnostic(
                     "E221", f"{where}: 'post' needs a URL string, got {_short(target)}"))
