@@ -90,3 +90,40 @@ def load(path: str | os.PathLike[str], **params: Any) -> list[Any]:
         **params: as for `compile`.
     """
     return compile(Path(path), **params)
+
+
+def callback_class(name: str | os.PathLike[str], base: str | os.PathLike[str] | None = None,
+                   ) -> type:
+    """The class of one rule definition, built like Keras's callback classes.
+
+    The class takes the definition's parameters as its constructor's (`inspect.signature`
+    shows them, with their defaults), reads and writes its state under its names, and can be
+    subclassed; `cbdsl.callbacks` holds the built-in library's classes, made this way.
+
+    Example:
+
+    ```python
+    StrictStop = cbdsl.callback_class("team.strict_stop")     # a library's callback
+    Shrink = cbdsl.callback_class("policies/shrink.cbd")       # a file's one callback
+    model.fit(x, y, callbacks=[StrictStop(patience=2), Shrink()])
+    ```
+
+    Args:
+        name: `LIBRARY.RULE` as `use` names it (a file of the library holding one callback,
+            or a callback by name), or the path of a rule file, with `:NAME` to pick one of
+            its callbacks.
+        base: the folder a library is looked up from (default: the current folder); see
+            `cbdsl list`.
+
+    Returns:
+        A subclass of `keras.callbacks.Callback`.
+
+    Raises:
+        CbdslError: the name resolves to no callback, or its file does not check.
+    """
+    from cbdsl.checker.resolve import resolve_definition
+    from cbdsl.compiler.dropins import callback_class as generate
+
+    return generate(resolve_definition(os.fspath(name),
+                                       os.fspath(base) if base is not None else None),
+                    module="cbdsl.compiled")

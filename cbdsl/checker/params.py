@@ -66,7 +66,8 @@ class ParameterChecks:
                                 decl.type_name.span, where,
                                 did_you_mean(type_name, language.PARAM_TYPES))
                     type_name = "any"  # reported once; no type errors follow from it
-                default = None if type_name in ("python", "schedule") else REQUIRED
+                default = None if type_name in ("python", "schedule") else \
+                    {} if type_name == "keywords" else REQUIRED
                 if decl.default is not None:
                     default = self._typed_default(decl, type_name, where)
                 params[name] = ParamInfo(name, type_name, default, decl)

@@ -9,7 +9,7 @@ from cbdsl.checker.definitions import (
     Definition,
 )
 from cbdsl.checker.libraries import library_dirs
-from cbdsl.diagnostics import CbdslError, did_you_mean
+from cbdsl.diagnostics import CbdslCheckError, CbdslError, Diagnostic, did_you_mean
 from cbdsl.syntax import nodes as n
 
 
@@ -99,3 +99,38 @@ class Resolution:
                     self.definitions[key] = definition
                 return self.definitions[key]
         return None
+
+
+def resolve_definition(name: str, base: str | None = None) -> Definition:
+    """The definition `name` denotes: `LIBRARY.RULE` as `use` names it, or a rule file's path
+    (its one callback definition, or `PATH:NAME`).
+
+    Raises:
+        CbdslError: a subclass naming the problem, with its position where it has one.
+    """
+    from cbdsl.checker.program import Checker, check
+    from cbdsl.syntax.parser import parse
+
+    path, wanted = name, ""
+    head, _, tail = name.rpartition(":")
+    if head and tail.isidentifier() and not os.path.exists(name):
+        path, wanted = head, tail  # `PATH:NAME`
+    if path.endswith(".cbd") or os.path.exists(path):
+        checked = check(parse(Path(path).read_text("utf-8"), path))
+        own = [d for d in checked.definitions.values() if d.node is not None and d.path == path]
+        found = [d for d in own if d.name == wanted] if wanted else own
+        if len(found) != 1:
+            what = f"no callback named '{wanted}'" if wanted else "more than one callback" \
+                if found else "no callback"
+            raise CbdslCheckError([Diagnostic(
+                "E206", f"{path} holds {what}", path=path,
+                hint="callbacks: " + (", ".join(d.name for d in own) or "none")
+                + ("; name one as PATH:NAME" if len(own) > 1 else ""))])
+        return found[0]
+    program = parse("", os.path.join(base, "<callback_class>") if base else "<callback_class>")
+    checker = Checker(program)
+    use = n.Use(tuple(n.Ident(part) for part in name.split(".")))
+    definition = checker._resolve_use(use, program)
+    if definition is None:
+        raise CbdslCheckError(checker.diagnostics)
+    return definition

@@ -23,10 +23,19 @@ from cbdsl.diagnostics import (
 
 
 def bind(definition: Definition, given: dict[str, Any], where: str) -> dict[str, Any]:
-    """Bind parameter values to a definition: defaults, overrides, types; E301 on misuse."""
+    """Bind parameter values to a definition: defaults, overrides, types; E301 on misuse.
+
+    A name that is no parameter goes into the definition's `keywords` parameter, when it has
+    one (Keras's `**kwargs`).
+    """
     values: dict[str, Any] = {}
+    rest = next((k for k, info in definition.params.items() if info.type == "keywords"), None)
+    extra: dict[str, Any] = {}
     for name, value in given.items():
         info = definition.params.get(name)
+        if info is None and rest is not None:
+            extra[name] = value
+            continue
         if info is None:
             raise CbdslCompileError(Diagnostic(
                 "E301", f"{where} has no parameter '{name}'", path=definition.path,
@@ -34,6 +43,8 @@ def bind(definition: Definition, given: dict[str, Any], where: str) -> dict[str,
                 or f"parameters: {', '.join(definition.params) or 'none'}"))
         check_value(info, value, where, definition)
         values[name] = value
+    if rest is not None:
+        values[rest] = {**values.get(rest, {}), **extra}
     for name, info in definition.params.items():
         if name not in values:
             if info.default is REQUIRED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from typing import Any
 
 from cbdsl import language
@@ -16,8 +17,32 @@ from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import flat_actions
 
 
-def build_class(definition: Definition, params: dict[str, Any], label: str) -> type:
-    """Generate the Callback subclass for one definition with bound parameters."""
+@dataclass
+class CompiledDefinition:
+    """A definition's rules compiled for one binding of its parameters: what a compiled
+    callback's class (or, for a drop-in, its instance) holds."""
+
+    rules_by_event: dict[str, list[Any]]
+    initial_variables: dict[str, Any]
+    tracker_names: tuple[str, ...]
+    kept: frozenset[str]
+    trackers_by_event: dict[str, list[Any]]
+    events: set[language.Event] = field(default_factory=set)
+    needs_epoch: bool = False
+    counts_steps: bool = False
+    records: bool = False
+
+    def members(self) -> dict[str, Any]:
+        """The attributes a compiled callback reads its rules from."""
+        return {"rules_by_event": self.rules_by_event,
+                "initial_variables": self.initial_variables,
+                "tracker_names": self.tracker_names, "kept": self.kept,
+                "trackers_by_event": self.trackers_by_event, "records": self.records}
+
+
+def compile_definition(definition: Definition, params: dict[str, Any],
+                       label: str) -> CompiledDefinition:
+    """Compile one definition's rules with bound parameters (requirements checked first)."""
     compiler = DefinitionCompiler(definition, params, label)
     compiler.check_requirements()
     rules_by_event = compiler.rules()
@@ -27,50 +52,71 @@ def build_class(definition: Definition, params: dict[str, Any], label: str) -> t
         initial[var.name.name] = functools.partial(_copy, value)
     tracker_names = tuple(dict.fromkeys(
         t.name for rules in rules_by_event.values() for r in rules for t in r.trackers))
-    events = {language.EVENTS[e] for e in rules_by_event}
+    kept = frozenset({v.name.name for v in definition.variables if v.kept} | {
+        t.name for rules in rules_by_event.values() for r in rules for t in r.trackers
+        if t.kept})
+    events, needs_epoch, counts_steps, records = hook_events(definition, set(rules_by_event))
+    for event in events:  # the hooks of events with no rules run none (train_begin: no `_run`)
+        if event.level != "signal" and event.name != "train_begin":
+            rules_by_event.setdefault(event.name, [])
+    return CompiledDefinition(
+        rules_by_event, initial, tracker_names, kept,
+        {e: [t for r in rules for t in r.trackers] for e, rules in rules_by_event.items()},
+        events, needs_epoch, counts_steps, records)
+
+
+def hook_events(definition: Definition,
+                ruled: set[str]) -> tuple[set[language.Event], bool, bool, bool]:
+    """The events whose hooks a callback overrides, given the events that have rules: those,
+    the epoch's start where batch rules need the epoch, the end of train batches where steps
+    are counted, `train_begin` (state is reset there) and `train_end` for a History."""
+    events = {language.EVENTS[e] for e in ruled}
     needs_epoch = any((e.level == "batch" and e.phase == "train") or e.name == "train_end"
                       for e in events)
     counts_steps = any(e.name in ("train_batch_begin", "train_batch_end") for e in events)
     if needs_epoch:
         events.add(language.EVENTS["epoch_begin"])
-        rules_by_event.setdefault("epoch_begin", [])
     if counts_steps:
         events.add(language.EVENTS["train_batch_end"])
-        rules_by_event.setdefault("train_batch_end", [])
     events.add(language.EVENTS["train_begin"])
-    namespace: dict[str, Any] = {
-        "definition_name": definition.name,
-        "rules_by_event": rules_by_event,
-        "initial_variables": initial,
-        "tracker_names": tracker_names,
-        "kept": frozenset({v.name.name for v in definition.variables if v.kept} | {
-            t.name for rules in rules_by_event.values() for r in rules for t in r.trackers
-            if t.kept}),
-        "trackers_by_event": {e: [t for r in rules for t in r.trackers]
-                              for e, rules in rules_by_event.items()},
-        "__doc__": definition.doc or f"Compiled from the cbdsl rules of '{definition.name}'.",
-        "__module__": "cbdsl.compiled",
-    }
     records = any(isinstance(a, n.Record) for r in definition.rules for a in r.actions)
     if records:
         events.add(language.EVENTS["train_end"])
-        rules_by_event.setdefault("train_end", [])
-        namespace["records"] = True
-    for event in events:
-        if event.level != "signal":
-            namespace[event.hook] = make_hook(event, needs_epoch, counts_steps, records)
+    return events, needs_epoch, counts_steps, records
+
+
+def class_bases(definition: Definition) -> tuple[type, ...]:
+    """The compiled base, and Keras's ProgbarLogger for rules that draw a progress bar (so
+    that Keras adds no bar of its own)."""
     bases: tuple[type, ...] = (compiled_base(),)
     if any(isinstance(a, n.Effect) and a.group.name == "progress"
            for r in definition.rules for a in flat_actions(r.actions)):
-        bases += (effects.progress_display_base(),)  # Keras then adds no bar of its own
-    return type(_class_name(definition.name), bases, namespace)
+        bases += (effects.progress_display_base(),)
+    return bases
+
+
+def build_class(definition: Definition, params: dict[str, Any], label: str) -> type:
+    """Generate the Callback subclass for one definition with bound parameters."""
+    compiled = compile_definition(definition, params, label)
+    namespace: dict[str, Any] = {
+        "definition_name": definition.name,
+        **compiled.members(),
+        "__doc__": definition.doc or f"Compiled from the cbdsl rules of '{definition.name}'.",
+        "__module__": "cbdsl.compiled",
+    }
+    for event in compiled.events:
+        if event.level != "signal":
+            namespace[event.hook] = make_hook(event, compiled.needs_epoch, compiled.counts_steps,
+                                              compiled.records)
+    return type(class_name(definition.name), class_bases(definition), namespace)
 
 
 def _copy(value: Any) -> Any:
     return dict(value) if isinstance(value, dict) else value
 
 
-def _class_name(name: str) -> str:
+def class_name(name: str) -> str:
+    """A definition's name as a class name (`early_stopping` -> `EarlyStopping`)."""
     if name[:1].isupper():
         return name
     return "".join(part.capitalize() for part in name.split("_")) or "Policy"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-PARAM_TYPES = ("int", "float", "str", "bool", "table", "python", "schedule", "any")
+# `keywords`: the extra keyword arguments a Python caller passes, as a table (Keras's
+# `**kwargs`); the parameters declared after it are given by keyword only.
+PARAM_TYPES = ("int", "float", "str", "bool", "table", "python", "schedule", "any", "keywords")
 
 
 def type_of_value(value: Any) -> str:
@@ -33,6 +35,10 @@ def accepts(declared: str, given: str) -> bool:
     if declared == "float" and given == "int":
         return True
     if declared == "schedule" and given in ("table", "python", "str"):
+        return True
+    if declared == "table" and given in ("list", "tuple", "set", "frozenset"):
+        return True  # a list is what the language's tables hold too (`keys`, `split`)
+    if declared == "keywords" and given == "table":
         return True
     # a parameter whose default is none takes any value, and none is allowed anywhere
     # a value is optional (Keras's `baseline=None`)

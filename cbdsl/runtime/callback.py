@@ -93,7 +93,7 @@ def compiled_base() -> type:
                         spec.mode, spec.metric, self.model, self.__class__.__name__)
             ctx = Context(self, logs, epoch, batch)
             counters = {"epoch": epoch, "batch": batch, "step": self.step_index(batch)}
-            for rule in self.rules_by_event[event]:
+            for rule in self.rules_by_event.get(event, ()):  # a drop-in's rules may drop out
                 rule.run(ctx, event, counters)
             if self.deferred:  # backups waiting for this event's last compiled callback
                 run_deferred(self)

@@ -1,0 +1,225 @@
+"""Callback classes generated from rule definitions: drop-ins that build like Keras's classes.
+
+`callback_class(definition)` makes one class per definition. Its `__init__` takes the
+definition's parameters as a Python signature (a parameter written without a default is
+required; a `keywords` parameter is `**kwargs`, and the parameters after it are taken from
+there by name), binds and checks them as `cbdsl.compile` does, and compiles the rules for the
+instance. Its docstring is the definition's, with its arguments and state. Given Keras's own
+class of the same name, the generated class subclasses it too, so that `isinstance` against
+Keras's class holds (Keras's `fit` then adds no History or progress bar of its own beside a
+drop-in one) while every hook Keras's class defines and the rules do not use is Keras's no-op
+default: only the rules run.
+
+Instances read and write their state under Keras's names: each argument by its name (a write
+binds it anew, as Keras's classes read their attributes at each event), state variables, a
+named tracker, and for a callback with one tracker Keras's MonitorCallback attributes (`wait`,
+`best`, `best_epoch`, `best_weights`, `cooldown_counter`, `monitor_op`); writes change the
+state the rules then use, and `on_train_begin` starts it afresh as Keras's classes do.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import types
+from typing import Any
+
+from cbdsl import language
+from cbdsl.checker import REQUIRED, Definition
+from cbdsl.compiler.binding import bind
+from cbdsl.compiler.classes import class_bases, class_name, compile_definition, hook_events
+from cbdsl.runtime.callback import compiled_base, make_hook
+
+# Keras's MonitorCallback attributes, read from (and written to) a callback's one tracker.
+MONITOR_ALIASES = {"wait": "wait", "best": "best", "best_epoch": "best_epoch",
+                   "best_weights": "best_weights", "cooldown_counter": "cooldown"}
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
+                "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end")
+
+
+def signature_of(definition: Definition, keras_class: type | None = None) -> inspect.Signature:
+    """The Python signature of a definition's parameters (annotations as Keras's class has
+    them, where it has the same parameter)."""
+    theirs = inspect.signature(keras_class).parameters if keras_class is not None else {}
+    params, rest = [], False
+    for name, info in definition.params.items():
+        if rest:
+            continue  # given through the keywords parameter, by name
+        annotation = theirs[name].annotation if name in theirs else inspect.Parameter.empty
+        if info.type == "keywords":
+            rest = True
+            params.append(inspect.Parameter(name, inspect.Parameter.VAR_KEYWORD,
+                                            annotation=annotation))
+            continue
+        # `schedule: schedule` with no default is none in rule files, and required from Python
+        unwritten = info.default is None and info.type in ("python", "schedule") \
+            and info.node is not None and info.node.default is None
+        default = inspect.Parameter.empty if info.default is REQUIRED or unwritten \
+            else info.default
+        params.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                        default=default, annotation=annotation))
+    return inspect.Signature(params)
+
+
+def docstring_of(definition: Definition, signature: inspect.Signature) -> str:
+    """The generated class's docstring: the definition's, its arguments, its state."""
+    lines = [definition.doc or f"Compiled from the cbdsl rules of '{definition.name}'.", "",
+             f"Generated from `{os.path.basename(definition.path)}` by cbdsl.", "", "Args:"]
+    for name, param in signature.parameters.items():
+        info = definition.params[name]
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            extra = [k for k in definition.params if list(definition.params).index(k) >
+                     list(definition.params).index(name)]
+            lines.append(f"    **{name}: other keyword arguments"
+                         + (f" ({', '.join(extra)})." if extra else "."))
+        elif param.default is inspect.Parameter.empty:
+            lines.append(f"    {name}: {info.type}.")
+        else:
+            default = language.rule_literal(param.default)
+            lines.append(f"    {name}: {info.type}, default {default}.")
+    variables = [v.name.name for v in definition.variables]
+    if variables:
+        lines += ["", "Attributes:"] + [f"    {v}: a state variable of the rules." for v in
+                                        variables]
+    return "\n".join(lines) + "\n"
+
+
+def callback_class(definition: Definition, keras_class: type | None = None,
+                   module: str = "cbdsl.callbacks") -> type:
+    """Generate the callback class of one rule definition.
+
+    Args:
+        definition: a checked definition (from `CheckedProgram.definitions`).
+        keras_class: Keras's own class to stand in for, if any: the generated class
+            subclasses it (its hooks that the rules do not use left as Keras's no-ops).
+        module: the `__module__` the class reports.
+
+    Returns:
+        A subclass of `keras.callbacks.Callback` whose instances build like Keras's class.
+    """
+    signature = signature_of(definition, keras_class)
+    events, needs_epoch, counts_steps, records = hook_events(
+        definition, {e.name for r in definition.rules for i in r.events
+                     if (e := language.resolve_event(i.name)) is not None})
+    namespace: dict[str, Any] = {
+        "definition": definition, "definition_name": definition.name,
+        "__signature__": signature, "__doc__": docstring_of(definition, signature),
+        "__module__": module, "__qualname__": class_name(definition.name),
+        "__init__": _init, "__getattr__": _getattr, "__setattr__": _setattr,
+        "records": records,
+        "rest_parameter": next((k for k, info in definition.params.items()
+                                if info.type == "keywords"), None),
+    }
+    hooks = set()
+    for event in events:
+        if event.level != "signal":
+            namespace[event.hook] = make_hook(event, needs_epoch, counts_steps, records)
+            hooks.add(event.hook)
+    bases = class_bases(definition)
+    if keras_class is not None and not any(issubclass(b, keras_class) for b in bases):
+        bases += (keras_class,)
+        import keras
+
+        for klass in keras_class.__mro__:  # Keras's own logic never runs beside the rules
+            if klass in (keras.callbacks.Callback, object):
+                continue
+            for name in vars(klass):
+                if name.startswith("on_") and name not in hooks \
+                        and hasattr(keras.callbacks.Callback, name):
+                    namespace[name] = getattr(keras.callbacks.Callback, name)
+    namespace["generated_hooks"] = {h: namespace[h] for h in hooks}
+    return type(class_name(definition.name), bases, namespace)
+
+
+def _init(self, *args: Any, **kwargs: Any) -> None:
+    cls = type(self)
+    bound = cls.__signature__.bind(*args, **kwargs)  # Python's TypeError for a bad call
+    bound.apply_defaults()
+    definition = cls.definition
+    given: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if cls.__signature__.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            given.update(value)  # `bind` sorts declared names from the rest
+        else:
+            given[name] = value
+    values = bind(definition, {k: _plain(v) for k, v in given.items()}, cls.__name__)
+    import keras
+
+    keras.callbacks.Callback.__init__(self)  # not Keras's class's own: the rules are the logic
+    object.__setattr__(self, "arguments", values)
+    _install(self, values)
+    self.timeline = []
+    self.reset_state()
+
+
+def _install(self, values: dict[str, Any]) -> None:
+    """Compile the rules for these arguments into the instance; batch hooks whose rules all
+    dropped out (a Python hook not given) are Keras's defaults again, as in Keras's class."""
+    import keras
+
+    cls = type(self)
+    compiled = compile_definition(cls.definition, values, cls.__name__)
+    for name, value in compiled.members().items():
+        object.__setattr__(self, name, value)
+    for hook in _BATCH_HOOKS:
+        event = hook.removeprefix("on_")
+        if hook in cls.generated_hooks and getattr(cls, hook) is cls.generated_hooks[hook] \
+                and not compiled.rules_by_event.get(event) \
+                and language.EVENTS[event] not in compiled.events:
+            default = getattr(keras.callbacks.Callback, hook)
+            object.__setattr__(self, hook, types.MethodType(default, self))
+
+
+def _plain(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _tracker(self) -> Any:
+    trackers = self.state.trackers
+    return next(iter(trackers.values())) if len(trackers) == 1 else None
+
+
+def _getattr(self, name: str) -> Any:
+    arguments = self.__dict__.get("arguments")
+    if arguments is not None and name in arguments:
+        return arguments[name]
+    rest = type(self).rest_parameter
+    if arguments is not None and rest is not None and name in arguments[rest]:
+        return arguments[rest][name]  # other keyword arguments, as LambdaCallback keeps them
+    state = self.__dict__.get("state")
+    if state is not None:
+        tracker = _tracker(self)
+        if tracker is not None and name in MONITOR_ALIASES:
+            return getattr(tracker, MONITOR_ALIASES[name])
+        if tracker is not None and name == "monitor_op":
+            import keras
+
+            return {"min": keras.ops.less, "max": keras.ops.greater}.get(tracker.direction)
+    return compiled_base().__getattr__(self, name)
+
+
+def _setattr(self, name: str, value: Any) -> None:
+    cls = type(self)
+    state = self.__dict__.get("state")
+    if state is None or name in cls.__dict__ or name in ("state", "timeline", "arguments"):
+        object.__setattr__(self, name, value)
+        return
+    if name in self.arguments:  # bound anew: the rules read it from the next event on
+        values = bind(cls.definition, {**self.arguments, name: _plain(value)}, cls.__name__)
+        object.__setattr__(self, "arguments", values)
+        _install(self, values)
+        return
+    if name in state.variables:
+        state.variables[name] = value
+        return
+    if name in ("stopped_epoch", "step"):
+        setattr(state, name, value)
+        return
+    if self.records and name == "history":
+        state.history = value
+        return
+    tracker = _tracker(self)
+    if tracker is not None and name in MONITOR_ALIASES:
+        setattr(tracker, MONITOR_ALIASES[name], value)
+        return
+    object.__setattr__(self, name, value)
