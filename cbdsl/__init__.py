@@ -1,6 +1,6 @@
 """cbdsl: training policies written as rules, compiled into Keras callbacks."""
 
-from cbdsl.api import check, compile, load, parse
+from cbdsl.api import callback_class, check, compile, load, parse
 from cbdsl.diagnostics import (
     CbdslCheckError,
     CbdslCompileError,
@@ -24,6 +24,7 @@ __all__ = [
     "MissingKeyFailure",
     "RequirementError",
     "RuleFailure",
+    "callback_class",
     "check",
     "compile",
     "load",
