@@ -14,6 +14,23 @@ from cbdsl.diagnostics import (
 )
 
 __version__ = "0.1.0"
+
+# submodules reachable as attributes of `cbdsl` once imported on first access, so that
+# `import cbdsl` stays light: the drop-ins (`cbdsl.callbacks.EarlyStopping`) load on first use
+_LAZY_SUBMODULES = frozenset({"callbacks"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_SUBMODULES})
+
 __all__ = [
     "CbdslCheckError",
     "CbdslCompileError",

@@ -18,11 +18,16 @@ class Spec:
         name: the rule file's name (`early_stopping`).
         keras_name: the class name in `keras.callbacks` (or Keras 2's `tf_keras.callbacks`).
         keras2: whether the reference is Keras 2's (`tf_keras`), as for BaseLogger.
+        rule_file_arguments: how the rule file itself (`--impl FILE.cbd`) takes the class's
+            arguments where the language has no such value, as the drop-in passes them
+            (BaseLogger's `stateful_metrics`, a list of names, as a table `{name: true}`);
+            None where they are the same.
     """
 
     name: str
     keras_name: str
     keras2: bool = False
+    rule_file_arguments: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def reference(self) -> Factory:
         """The reference class, or raise `LookupError` saying why it is not available."""
@@ -43,13 +48,21 @@ class Spec:
         return getattr(callbacks, self.keras_name)
 
 
+def _names_as_table(arguments: dict[str, Any]) -> dict[str, Any]:
+    """BaseLogger's `stateful_metrics` (names, or None) as the rule file takes it."""
+    if "stateful_metrics" not in arguments:
+        return arguments
+    names = arguments["stateful_metrics"]
+    return {**arguments, "stateful_metrics": {name: True for name in names or ()}}
+
+
 SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("early_stopping", "EarlyStopping"),
     Spec("reduce_lr_on_plateau", "ReduceLROnPlateau"),
     Spec("terminate_on_nan", "TerminateOnNaN"),
     Spec("learning_rate_scheduler", "LearningRateScheduler"),
     Spec("history", "History"),
-    Spec("base_logger", "BaseLogger", keras2=True),
+    Spec("base_logger", "BaseLogger", keras2=True, rule_file_arguments=_names_as_table),
     Spec("lambda_callback", "LambdaCallback"),
 ]}
 

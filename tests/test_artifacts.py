@@ -11,6 +11,8 @@ import dataclasses
 import inspect
 import json
 import math
+import os
+from pathlib import Path
 
 import keras
 import pytest
@@ -35,6 +37,7 @@ from cbdsl.conformance.specs import SPECS
 from cbdsl.conformance.worker import run_artifacts
 
 WRONG = "cbdsl.conformance.examples.wrong"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------ the registry
@@ -290,6 +293,87 @@ def test_impl_on_an_artifact_spec_passes_keras_and_the_rule_file(capsys, tmp_pat
     assert [r["name"] for r in data["results"]] == [
         s.name for s in ARTIFACT_SPECS["model_checkpoint"].selected(True)]
     assert {r["status"] for r in data["results"]} == {"pass"}
+
+
+def _rule_file_report(capsys, tmp_path, impl, spec, *options):
+    """`cbdsl conform --impl IMPL --spec SPEC`, run from the repository's root as a user
+    runs it there; the exit status, what it printed and its JSON report."""
+    path = tmp_path / "report.json"
+    status, out, err = _conform(capsys, "--impl", impl, "--spec", spec, *options,
+                                "--json", str(path))
+    return status, out + err, json.loads(path.read_text()) if path.exists() else None
+
+
+@pytest.mark.fit
+def test_impl_runs_a_rule_file_whose_scenarios_train_in_a_subprocess(capsys, tmp_path,
+                                                                      monkeypatch):
+    """BackupAndRestore's scenarios train in a subprocess, which builds the callback from the
+    rule file's path: every scenario, as the drop-in passes them."""
+    monkeypatch.chdir(ROOT)
+    status, out, data = _rule_file_report(capsys, tmp_path, "rules/backup_and_restore.cbd",
+                                          "backup_and_restore")
+    assert status == 0, out
+    assert {r["name"]: r["status"] for r in data["results"]} == {
+        s.name: "pass" for s in ARTIFACT_SPECS["backup_and_restore"].scenarios}
+
+
+@pytest.mark.fit
+def test_impl_runs_a_rule_file_on_an_artifact_spec_in_this_process(capsys, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.chdir(ROOT)
+    status, out, data = _rule_file_report(capsys, tmp_path, "rules/csv_logger.cbd",
+                                          "csv_logger", "--quick")
+    assert status == 0, out
+    assert {r["name"]: r["status"] for r in data["results"]} == {
+        s.name: "pass" for s in ARTIFACT_SPECS["csv_logger"].selected(quick=True)}
+
+
+@pytest.mark.fit
+def test_impl_fails_a_wrong_rule_file_in_a_subprocess_with_its_first_divergence(
+        capsys, tmp_path):
+    """BackupAndRestore with `delete_checkpoint` true by default no longer: the backup stays
+    after training, and the report says so in one line."""
+    text = (ROOT / "rules" / "backup_and_restore.cbd").read_text()
+    assert "delete_checkpoint = true)" in text
+    wrong_file = tmp_path / "backup_and_restore.cbd"
+    wrong_file.write_text(text.replace("delete_checkpoint = true)", "delete_checkpoint = false)"))
+    status, out, data = _rule_file_report(capsys, tmp_path, str(wrong_file),
+                                          "backup_and_restore", "--quick")
+    assert status == 1, out
+    (result,) = data["results"]
+    assert (result["name"], result["status"]) == ("killed_and_resumed", "fail")
+    lines = result["divergence"].splitlines()
+    assert lines[:3] == [
+        "scenario backup_and_restore/killed_and_resumed: killed as epoch 3 begins: the new "
+        "process resumes at epoch 3 with the weights of epoch 2's end",
+        "built with BackupAndRestore(backup_dir='WORKDIR/backup')",
+        "differences, expected (Keras's BackupAndRestore) against actual:"]
+    assert lines[3].startswith('left: expected null, actual {"latest.weights.h5": "file", '
+                               '"training_metadata.json": {"epoch": 5'), lines[3]
+    assert len(lines) == 4, result["divergence"]  # the one difference, nothing else
+    assert "backup_and_restore/killed_and_resumed: FAIL" in out
+
+
+def test_a_factory_is_named_for_another_process_or_refused_in_words(tmp_path):
+    """What a scenario that trains in a subprocess passes it: `module:name` of a factory at a
+    module's top level, a rule file's absolute path, or the name given with `Named`."""
+    from cbdsl.conformance.factories import Named, RuleFile, factory_name, import_factory
+
+    assert import_factory(factory_name(wrong.SemicolonCSVLogger)) is wrong.SemicolonCSVLogger
+    assert factory_name(dropin.BackupAndRestore) == "cbdsl.callbacks:BackupAndRestore"
+    rule_file = RuleFile(os.path.relpath(dropin.rule_file("backup_and_restore")))
+    assert factory_name(rule_file) == os.path.abspath(dropin.rule_file("backup_and_restore"))
+    rebuilt = import_factory(factory_name(rule_file))
+    assert isinstance(rebuilt, RuleFile) and rebuilt.path == rule_file.path
+    callback = rebuilt(backup_dir=str(tmp_path))
+    assert isinstance(callback, keras.callbacks.Callback)
+    generated = type("BackupAndRestore", (), {"__module__": "cbdsl.compiled"})
+    for unnamed in (lambda **arguments: None, generated):
+        with pytest.raises(ValueError, match="cannot be built in another process"):
+            factory_name(unnamed)
+    named = Named(generated, "cbdsl.callbacks:BackupAndRestore")
+    assert factory_name(named) == "cbdsl.callbacks:BackupAndRestore"
+    assert isinstance(named(), generated)
 
 
 def test_an_xfail_file_names_scenarios_of_an_artifact_spec(capsys, tmp_path):

@@ -232,6 +232,20 @@ def test_impl_runs_a_rule_file(capsys):
     assert "table_as_table" in out and "FAIL" not in out
 
 
+def test_impl_gives_a_rule_file_the_arguments_as_it_takes_them(capsys, tmp_path):
+    """BaseLogger's `stateful_metrics` is a list of names for the class and a table for the
+    rule file (as the drop-in passes it): every case passes the rule file itself."""
+    from cbdsl.callbacks import rule_file
+
+    path = tmp_path / "report.json"
+    status, out, err = _impl(capsys, "--impl", rule_file("base_logger"), "--spec",
+                             "base_logger", "--examples", "30", "--json", str(path))
+    assert status == 0, out + err
+    results = {r["name"]: r["status"] for r in json.loads(path.read_text())["results"]}
+    assert results["stateful_metrics"] == "pass"
+    assert set(results.values()) <= {"pass", "skipped"}  # generated: skipped without tf_keras
+
+
 def test_the_class_name_in_keras_messages_is_not_a_divergence():
     # Keras words this error with `self.__class__.__name__`: a subclass's own name is
     # read as the reference's

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -101,3 +103,27 @@ def test_fit_returns_the_compiled_history():
     returned = model.fit(x, x[:, :1], epochs=2, verbose=0, callbacks=[history])
     assert returned is history and model.history is history
     assert history.epoch == [0, 1] and len(history.history["loss"]) == 2
+
+
+def test_callbacks_is_an_attribute_of_cbdsl_loaded_on_first_access():
+    """`import cbdsl` then `cbdsl.callbacks.EarlyStopping` works, and `import cbdsl` alone
+    still does not import Keras (a fresh interpreter, as a user's script starts)."""
+    script = (
+        "import sys\n"
+        "import cbdsl\n"
+        "assert 'keras' not in sys.modules, 'import cbdsl imported keras'\n"
+        "assert 'cbdsl.callbacks' not in sys.modules, 'import cbdsl imported the drop-ins'\n"
+        "assert 'callbacks' in dir(cbdsl)\n"
+        "early = cbdsl.callbacks.EarlyStopping\n"
+        "assert cbdsl.callbacks is sys.modules['cbdsl.callbacks']\n"
+        "assert early is cbdsl.callbacks.EarlyStopping and callable(early)\n"
+        "try:\n"
+        "    cbdsl.no_such_name\n"
+        "except AttributeError as error:\n"
+        "    assert \"has no attribute 'no_such_name'\" in str(error), error\n"
+        "else:\n"
+        "    raise AssertionError('cbdsl.no_such_name did not raise')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ from cbdsl.conformance.artifacts.spec import (
     Scenario,
     describe_error,
 )
+from cbdsl.conformance.factories import factory_name, import_factory
 
 KILL_TIMEOUT = 300  # seconds a killed or resumed training subprocess may take
 # what the training subprocess runs (`main` below), by the module's name: importing it
@@ -29,23 +29,12 @@ ENTRY = ("import sys; from cbdsl.conformance.artifacts.backup_and_restore import
          "main(sys.argv[1:])")
 
 
-def factory_path(factory: Any) -> str:
-    """`module:name` of a factory, for a subprocess to import it."""
-    return f"{factory.__module__}:{factory.__qualname__}"
-
-
-def _import(path: str) -> Any:
-    module, _, name = path.partition(":")
-    target = importlib.import_module(module)
-    for part in name.split("."):
-        target = getattr(target, part)
-    return target
-
-
 def backup_and_restore(run: Run, *, kill_at: int | None = 2, epochs: int = 5,
                        corrupt: bool = False, **arguments: Any) -> Artifact:
     """Train in a subprocess that is killed with SIGKILL as epoch `kill_at` begins, then
     start the same training again (here, on a fresh model), which resumes from the backup.
+    The subprocess builds the callback from the factory's name (`factory_name`: `module:name`
+    or a rule file's path), so the factory must have one.
 
     Returns:
         `backup`: the backup folder's files and their training metadata when the first
@@ -54,7 +43,7 @@ def backup_and_restore(run: Run, *, kill_at: int | None = 2, epochs: int = 5,
     """
     backup = run.path("backup")
     run.calls.append({"backup_dir": backup, **arguments})
-    spec = json.dumps({"factory": factory_path(run.factory), "arguments": arguments,
+    spec = json.dumps({"factory": factory_name(run.factory), "arguments": arguments,
                        "backup_dir": backup, "epochs": epochs})
     out: dict[str, Any] = {}
     if kill_at is not None:
@@ -93,14 +82,17 @@ def _killed(spec: str, kill_at: int) -> list[Any]:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     trace: list[Any] = []
+    last = ""
     try:
         for line in process.stdout:
             if line.startswith("TRACE "):
                 trace.append(json.loads(line[6:]))
             if line.strip() == "WAITING":
                 break
+            last = line.strip() or last
         else:
-            raise RuntimeError(f"the training to kill ended first (exit {process.wait()})")
+            raise RuntimeError(f"the training to kill ended first (exit {process.wait()})"
+                               f"{_failure(last)}")
         process.send_signal(signal.SIGKILL)
         process.wait(KILL_TIMEOUT)
     finally:
@@ -108,6 +100,15 @@ def _killed(spec: str, kill_at: int) -> list[Any]:
             process.kill()
         process.stdout.close()
     return trace
+
+
+def _failure(last: str) -> str:
+    """What a training subprocess's result line (`main`) says went wrong, if anything."""
+    try:
+        error = json.loads(last).get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {error['type']}: {error['message']}" if isinstance(error, dict) else ""
 
 
 def killed_then_resumed(spec: dict[str, Any], kill_at: int) -> list[Any]:
@@ -120,7 +121,8 @@ def killed_then_resumed(spec: dict[str, Any], kill_at: int) -> list[Any]:
 
 def train(spec: dict[str, Any], kill_at: int | None) -> dict[str, Any]:
     """The training of `backup_and_restore`, in this process: a fresh seeded model, the
-    callback under test, the `policies` of the spec (`[[module:factory, arguments], ...]`),
+    callback under test (`factory`: `module:name` or a rule file, see `import_factory`), the
+    `policies` of the spec (`[[name, arguments], ...]`, named the same way),
     and, with `kill_at`, a callback that waits to be killed as that epoch begins.
 
     At each epoch's end the trace gets `[epoch, learning rate, firings]`, the firings being
@@ -146,8 +148,10 @@ def train(spec: dict[str, Any], kill_at: int | None) -> dict[str, Any]:
         print("TRACE " + json.dumps(trace[-1]), flush=True)
 
     try:
-        callback = _import(spec["factory"])(backup_dir=spec["backup_dir"], **spec["arguments"])
-        policies = [_import(path)(**arguments) for path, arguments in spec.get("policies", ())]
+        callback = import_factory(spec["factory"])(backup_dir=spec["backup_dir"],
+                                                   **spec["arguments"])
+        policies = [import_factory(name)(**arguments)
+                    for name, arguments in spec.get("policies", ())]
         recorder = keras.callbacks.LambdaCallback(on_epoch_end=record)
         extra = [WaitToBeKilled()] if kill_at is not None else []
         history = fit_named(model, [callback, *policies, recorder, *extra], epochs=spec["epochs"])

@@ -23,6 +23,7 @@ from cbdsl.conformance.artifacts.spec import (
     Scenario,
     ScenarioResult,
 )
+from cbdsl.conformance.factories import Named
 
 # not compared: the libraries' deprecations, and ResourceWarning, which garbage collection
 # raises whenever it gets to an unclosed file (Keras's CSVLogger leaves one when a fit fails)
@@ -102,7 +103,9 @@ def check(spec: str, scenario: str | Scenario, candidate: Factory | None = None,
     Args:
         spec: the artifact spec's name (`csv_logger`).
         scenario: one of its scenarios, or its name.
-        candidate: the factory under test; the cbdsl drop-in when None.
+        candidate: the factory under test; the cbdsl drop-in when None. A scenario that
+            trains in a subprocess builds it there from its name (`factory_name`): a
+            class or function at a module's top level, a `RuleFile`, or a `Named`.
         folder: where to keep the two runs' folders (`keras/` and `candidate/`); temporary
             folders when None.
         reference: the expectation's factory; Keras's class when None.
@@ -113,10 +116,12 @@ def check(spec: str, scenario: str | Scenario, candidate: Factory | None = None,
     if why:
         return ScenarioResult(spec, chosen.name, "skipped", reason=why)
     base = Path(folder) if folder is not None else None
-    expected, calls = _execute(chosen, reference or owner.reference(),
-                               base / "keras" if base else None)
-    actual, _ = _execute(chosen, candidate or owner.cbdsl(),
-                         base / "candidate" if base else None)
+    # named for a scenario that builds the callback in a subprocess (the drop-in may be a
+    # generated class, whose own module and name lead nowhere)
+    reference = reference or Named(owner.reference(), f"keras.callbacks:{owner.keras_name}")
+    candidate = candidate or Named(owner.cbdsl(), f"cbdsl.callbacks:{owner.keras_name}")
+    expected, calls = _execute(chosen, reference, base / "keras" if base else None)
+    actual, _ = _execute(chosen, candidate, base / "candidate" if base else None)
     found = divergence(expected, actual)
     if found is None:
         return ScenarioResult(spec, chosen.name, "pass", expected=expected, actual=actual)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cbdsl.conformance.conform.options import EXAMPLES, EXIT_FAIL, EXIT_PASS, UsageError
+from cbdsl.conformance.factories import Named, RuleFile
 
 
 @dataclass
@@ -23,11 +24,20 @@ class Implementation:
         factory: builds the callback from a case's arguments.
         label: how the report names it.
         python_functions: whether it takes Python functions only (see `run_case`).
+        name: how another process builds it again (`module:name`, or the rule file's
+            absolute path; see `cbdsl.conformance.factories`); the label when empty.
     """
 
     factory: Callable[..., Any]
     label: str
     python_functions: bool = True
+    name: str = ""
+
+    def portable(self) -> Named:
+        """The factory, carrying the name a subprocess builds it from (a scenario that
+        trains in a subprocess, as `backup_and_restore`'s, passes the name, never the
+        factory itself)."""
+        return Named(self.factory, self.name or self.label)
 
 
 def load_implementation(text: str) -> Implementation:
@@ -70,20 +80,11 @@ def load_implementation(text: str) -> Implementation:
 
 
 def _rule_file(path: str) -> Implementation:
-    import cbdsl
-    from cbdsl.compiler import compile_program
-
     if not os.path.isfile(path):
         raise UsageError(f"--impl: no such rule file: {path}")
-    checked = cbdsl.check(path)  # a CbdslError here is reported with its diagnostics
+    factory = RuleFile(path)  # a CbdslError here is reported with its diagnostics
+    return Implementation(factory, path, python_functions=False, name=factory.path)
 
-    def factory(**params: Any) -> Any:
-        built = compile_program(checked, **params)
-        if len(built) != 1:
-            raise ValueError(f"{path} builds {len(built)} callbacks; a spec needs one")
-        return built[0]
-
-    return Implementation(factory, path, python_functions=False)
 
 def run_impl(implementation: Implementation, spec: str, *, xfail: dict[str, str] | None = None,
              examples: int = EXAMPLES, seed: int | None = None, quick: bool = False,
@@ -145,7 +146,7 @@ def _run_scenarios(implementation: Implementation, spec: str, quick: bool,
     chosen = artifacts.ARTIFACT_SPECS[spec].selected(quick)
     with _progress(console, len(chosen)) as advance:
         for scenario in chosen:
-            result = artifacts.check(spec, scenario, implementation.factory)
+            result = artifacts.check(spec, scenario, implementation.portable())
             if result.status == "skipped":
                 results.append({"name": scenario.name, "status": "skipped",
                                 "description": scenario.description, "divergence": "",
@@ -164,12 +165,12 @@ def _run_cases(implementation: Implementation, spec: str, examples: int, seed: i
     from cbdsl.conformance.runner import case_paths, load_case, run_case
     from cbdsl.conformance.specs import SPECS
 
+    factory = _for_spec(implementation.factory, SPECS[spec].rule_file_arguments)
     paths = case_paths(spec)
     with _progress(console, len(paths) + (examples > 0)) as advance:
         for path in paths:
             case = load_case(path)
-            result = run_case(case, implementation.factory,
-                              python_functions=implementation.python_functions)
+            result = run_case(case, factory, python_functions=implementation.python_functions)
             divergence = result.divergence and (
                 f"case file {path}\nparams {case.get('params', {})}\n{result.divergence}")
             verdict(case["name"], result.passed, divergence, case.get("description", ""))
@@ -183,12 +184,26 @@ def _run_cases(implementation: Implementation, spec: str, examples: int, seed: i
                                 "description": description, "divergence": "",
                                 "reason": str(why)})
             else:
-                found = search(spec, implementation.factory, examples=examples, seed=seed,
+                found = search(spec, factory, examples=examples, seed=seed,
                                reference=reference,
                                python_functions=implementation.python_functions,
                                )
                 verdict("generated", found is None, found or "", description)
             advance(1)
+
+
+def _for_spec(factory: Callable[..., Any],
+              adapt: Callable[[dict[str, Any]], dict[str, Any]] | None) -> Callable[..., Any]:
+    """A rule file's factory given the class's arguments as the rule file takes them
+    (`Spec.rule_file_arguments`); any other factory as it is."""
+    if not isinstance(factory, RuleFile) or adapt is None:
+        return factory
+    rule_file, convert = factory, adapt
+
+    def adapted(**params: Any) -> Any:
+        return rule_file(**convert(params))
+
+    return adapted
 
 
 @contextlib.contextmanager
