@@ -123,9 +123,9 @@ def callback_class(definition: Definition, keras_class: type | None = None,
         for klass in keras_class.__mro__:  # Keras's own logic never runs beside the rules
             if klass in (keras.callbacks.Callback, object):
                 continue
-            for name in vars(klass):
-                if name.startswith("on_") and name not in hooks \
-                        and hasattr(keras.callbacks.Callback, name):
+            for name in vars(klass):  # its hooks, and what `fit` calls first (set_model, ...)
+                if (name.startswith("on_") or name in ("set_model", "set_params")) \
+                        and name not in hooks and hasattr(keras.callbacks.Callback, name):
                     namespace[name] = getattr(keras.callbacks.Callback, name)
     namespace["generated_hooks"] = {h: namespace[h] for h in hooks}
     return type(class_name(definition.name), bases, namespace)
