@@ -42,6 +42,13 @@ def test_scenarios_show_what_they_are_about():
     steps = [step for step, _ in logs["train"]["summaries"]["epoch_loss"]]
     assert steps == [1]  # epochs 0 and 2 end on odd batch steps (3, 9): not recorded
     assert [s for s, _ in logs["train"]["summaries"]["batch_loss"]] == [2, 4, 6, 8]
+    logs = artifacts.check("tensorboard", "custom_summary_eagerly").expected["logs"]
+    custom = {run: [s for tag, values in logs[run]["summaries"].items()
+                    if tag.endswith("custom_summary") for s, _ in values]
+              for run in ("train", "validation")}
+    # the model's own summaries at even steps: train batches 2-8, test batches 2 and 4-6
+    # (validation's 3 steps, then evaluate's 4)
+    assert custom == {"train": [2, 4, 6, 8], "validation": [2, 4, 6]}
 
 
 def test_the_progress_display_replaces_keras_s_default_bar():
