@@ -377,5 +377,5 @@ def test_functions_run_with_the_arities_the_table_allows(source, lrs):
 
 def test_round_to_a_fractional_number_of_digits_is_a_positioned_error():
     (cb,) = cbdsl.compile("on epoch_end do lr = round(lr, 1.5)")
-    with pytest.raises(cbdsl.CbdslRuntimeError, match="round.*must be an integer"):
+    with pytest.raises(cbdsl.CbdslRuntimeError, match=r"round.*must be an integer"):
         drive([cb], StubModel(), trace_of([1.0]))
