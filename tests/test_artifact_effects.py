@@ -42,12 +42,40 @@ def test_scenarios_show_what_they_are_about():
     steps = [step for step, _ in logs["train"]["summaries"]["epoch_loss"]]
     assert steps == [1]  # epochs 0 and 2 end on odd batch steps (3, 9): not recorded
     assert [s for s, _ in logs["train"]["summaries"]["batch_loss"]] == [2, 4, 6, 8]
+    logs = artifacts.check("tensorboard", "custom_summary_eagerly").expected["logs"]
+    custom = {run: [s for tag, values in logs[run]["summaries"].items()
+                    if tag.endswith("custom_summary") for s, _ in values]
+              for run in ("train", "validation")}
+    # the model's own summaries at even steps: train batches 2-8, test batches 2 and 4-6
+    # (validation's 3 steps, then evaluate's 4)
+    assert custom == {"train": [2, 4, 6, 8], "validation": [2, 4, 6]}
 
 
 def test_the_progress_display_replaces_keras_s_default_bar():
     logger = dropin.ProgbarLogger()
     assert isinstance(logger, keras.callbacks.ProgbarLogger)
     assert type(logger).on_epoch_begin is not keras.callbacks.ProgbarLogger.on_epoch_begin
+
+
+@pytest.mark.parametrize(("spec", "scenario"), [("swap_ema_weights", "swap_on_epoch"),
+                                                ("progbar_logger", "verbose_1")])
+def test_rule_files_use_keras_s_classes_even_where_users_patch_keras_callbacks(
+        spec, scenario, monkeypatch, tmp_path):
+    """Users may put the drop-ins in Keras's namespace (`keras.callbacks.SwapEMAWeights =
+    cbdsl.callbacks.SwapEMAWeights`): the effects take Keras's classes (SwapEMAWeights for its
+    swaps, ProgbarLogger for `fit` to add no bar of its own) from the modules defining them."""
+    owner = artifacts.ARTIFACT_SPECS[spec]
+    reference = owner.reference()  # Keras's class, taken before the patch
+    rule_file = os.path.join(os.path.dirname(__file__), "..", "rules", f"{spec}.cbd")
+
+    class StandIn(keras.callbacks.Callback):
+        def __init__(self, *args, **kwargs):
+            raise AssertionError(f"keras.callbacks.{owner.keras_name} was used")
+
+    monkeypatch.setattr(keras.callbacks, owner.keras_name, StandIn)
+    result = artifacts.check(spec, scenario, lambda **kw: cbdsl.compile(rule_file, **kw)[0],
+                             reference=reference, folder=tmp_path)
+    assert result.passed, result.divergence
 
 
 # ------------------------------------------------------------ BackupAndRestore

@@ -134,7 +134,7 @@ class ActionCompiler:
         def message(c: Context) -> str:
             body = text(c)
             if is_print:
-                print(body, flush=True)
+                runtime.print_message(body)
             else:
                 warnings.warn(body, stacklevel=2)
             return "print" if is_print else "warn"

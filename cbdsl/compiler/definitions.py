@@ -25,6 +25,14 @@ from cbdsl.syntax.walk import child_fields, unconditional
 _IN_ORDER = ("args", "keywords", "options")  # operand lists, read one by one as they run
 
 
+def class_name(name: str) -> str:
+    """The name of the class generated for a definition: its own when capitalized
+    (`ReduceLROnPlateau`), else its parts capitalized (`my_policy` -> `MyPolicy`)."""
+    if name[:1].isupper():
+        return name
+    return "".join(part.capitalize() for part in name.split("_")) or "Policy"
+
+
 class DefinitionCompiler(ActionCompiler):
     """Compiles one definition, with its parameters bound, into a Callback class and instance."""
 
@@ -127,8 +135,9 @@ class DefinitionCompiler(ActionCompiler):
         # the bound value of `mode = mode`, not the parameter's default
         mode = self.constant(options["mode"], "mode") if "mode" in options else "auto"
         if mode not in language.MODES:
-            warnings.warn(f"{self.label}: mode '{mode}' is unknown, fallback to auto mode.",
-                          stacklevel=4)
+            # Keras's MonitorCallback's words, naming the class (`self.__class__.__name__`)
+            warnings.warn(f"{class_name(self.definition.name)} mode '{mode}' is unknown, "
+                          "fallback to auto mode.", stacklevel=4)
             mode = "auto"
         metric = metric_name_of(node.subject, self.definition.params)
         if metric == "<param>":

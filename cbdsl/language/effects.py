@@ -82,6 +82,14 @@ EFFECTS: dict[str, Effect] = {
         Effect("tensorboard.scalar", (EffectParam("dir", "str"), EffectParam("tag", "str"),
                                       EffectParam("value", "any"), EffectParam("step", "any")),
                "write one scalar summary to the event file of a directory"),
+        Effect("tensorboard.push_writer", (EffectParam("dir", "str"), EffectParam("step", "number"),
+                                           _opt("recording", "bool", True)),
+               "make a directory's event file the default one for the summaries a model writes "
+               "itself, at `step`, recorded only while `recording` holds (as do the summaries "
+               "written meanwhile), until `tensorboard.pop_writer()`"),
+        Effect("tensorboard.pop_writer", (),
+               "put back the default event file, step and condition before the latest "
+               "`tensorboard.push_writer`"),
         Effect("tensorboard.histograms", (EffectParam("dir", "str"), EffectParam("step", "number"),
                                           _opt("images", "bool", False)),
                "write a histogram of every weight of every layer (and, with `images`, each "

@@ -104,7 +104,8 @@ class ActionWriter:
     def write_Print(self, action: n.Print, scope: Scope, rule: n.Rule,
                 guarded_calls: bool, later: list) -> list:
         message = self.template(action.template, scope, rule)
-        return [StrCall("print(", message, ")")]
+        self.module.helpers.add("print_msg")
+        return [StrCall("print_msg(", message, ")")]
 
     def write_Warn(self, action: n.Warn, scope: Scope, rule: n.Rule,
                guarded_calls: bool, later: list) -> list:

@@ -121,7 +121,9 @@ class ClassWriter(HookWriter, RuleWriter, TrackerWriter, ActionWriter, TemplateW
         for name in self.mode_checks:
             local = self.local_param[name]
             self.module.imports.add("warnings")
-            warn = string_code([("lit", f"{self.d.name}: mode '"), ("field", local),
+            # Keras's MonitorCallback's warning, word for word
+            warn = string_code([("field", "self.__class__.__name__"), ("lit", " mode '"),
+                                ("field", local),
                                 ("lit", "' is unknown, fallback to auto mode.")], 12,
                                "warnings.warn(", ", stacklevel=2)")
             stmts.append(If([(Code(f'{local} not in ("auto", "min", "max")', CMP),

@@ -98,7 +98,9 @@ class ModuleWriter:
         std = sorted(m for m in self.imports
                      if m in ("json", "math", "os", "sys", "time", "warnings"))
         third = [line for key, line in (("keras", "import keras"),
-                                        ("numpy", "import numpy as np")) if key in self.imports]
+                                        ("numpy", "import numpy as np"),
+                                        ("absl", "from absl import logging"))
+                 if key in self.imports]
         lines = head + [f"import {m}" for m in std]
         if std and third:
             lines.append("")

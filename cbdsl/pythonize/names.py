@@ -19,7 +19,8 @@ CALLBACK_ATTRS = frozenset({
 RESERVED_LOCALS = frozenset({
     "self", "epoch", "batch", "logs", "lr", "missing", "filepath", "f", "in_cooldown",
     "math", "json", "os", "sys", "time", "warnings", "keras", "np", "is_improvement", "piecewise",
-    "call_schedule", "file_empty", "write_row", "csv_field", "abs", "min", "max", "round",
+    "call_schedule", "file_empty", "write_row", "csv_field", "print_msg", "logging", "abs",
+    "min", "max", "round",
     "float", "int", "bool", "list", "dict", "sorted",
     "str", "print", "len", "isinstance", "enumerate", "format", "type", "super", "None",
     "True", "False",

@@ -17,6 +17,15 @@ def is_improvement(value, best, direction, min_delta=0):
         return bool(keras.ops.greater(value - abs(min_delta), best))
     return bool(keras.ops.less(value + abs(min_delta), best))
 ''',
+    "print_msg": '''
+def print_msg(message):
+    """Print as Keras's callbacks print: to stdout, or to `absl.logging` at INFO level (the
+    logger Keras uses) once `keras.config.disable_interactive_logging()` was called."""
+    if keras.config.is_interactive_logging_enabled():
+        print(message, flush=True)
+    else:
+        logging.info(message)
+''',
     "piecewise": '''
 def piecewise(table, x, default=None):
     """A step schedule: the value of the largest key of `table` not above `x`, else
@@ -84,7 +93,7 @@ def write_row(path, row, separator=",", header=False, append=True):
 }
 HELPER_NEEDS = {"call_schedule": ("piecewise",)}
 HELPER_IMPORTS = {"is_improvement": {"keras"}, "call_schedule": {"numpy"}, "piecewise": set(),
-                  "file_empty": {"os"}, "write_row": {"numpy"}}
+                  "file_empty": {"os"}, "write_row": {"numpy"}, "print_msg": {"keras", "absl"}}
 
 # Reads the optimizer's learning rate into the local `lr`.
 LR_READ = Line("lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))")

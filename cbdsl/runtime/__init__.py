@@ -20,6 +20,7 @@ from cbdsl.runtime.monitor import is_improvement, resolve_direction, update_trac
 from cbdsl.runtime.state import CallbackState, Firing, MissingMetric, TrackerState
 from cbdsl.runtime.training import (
     call_schedule,
+    print_message,
     read_iterations,
     read_lr,
     render,
@@ -32,6 +33,6 @@ from cbdsl.runtime.web import post
 __all__ = [
     "CallbackState", "DirectoryPathError", "Firing", "MissingMetric", "TrackerState",
     "call_schedule", "csv_cell", "is_improvement", "is_remote_path", "is_writer", "post",
-    "read_iterations", "read_lr", "render", "resolve_direction", "save", "stop",
+    "print_message", "read_iterations", "read_lr", "render", "resolve_direction", "save", "stop",
     "update_tracker", "warn_missing", "write_lr", "write_row", "write_text",
 ]

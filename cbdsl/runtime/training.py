@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import string
 import warnings
@@ -79,6 +80,20 @@ def call_schedule(schedule: Callable[..., Any], args: list[Any], name: str) -> A
 def stop(model: Any, phase: str) -> None:
     attr = {"train": "stop_training", "test": "stop_evaluating", "predict": "stop_predicting"}
     setattr(model, attr[phase], True)
+
+
+def print_message(text: str) -> None:
+    """A rule's `print`, as Keras's callbacks print: to stdout (flushed), or to `absl.logging`
+    at INFO level, the logger Keras uses, when `keras.config.disable_interactive_logging()`
+    was called. Keras's own `io_utils.print_msg` does it; `keras.utils` does not export it."""
+    _io_utils().print_msg(text)
+
+
+@functools.cache
+def _io_utils() -> Any:
+    from keras.src.utils import io_utils
+
+    return io_utils
 
 
 def warn_missing(owner: str, line: int, metric: str, logs: dict[str, Any]) -> None:

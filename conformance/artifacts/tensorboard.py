@@ -12,14 +12,16 @@ from typing import Any
 import numpy as np
 
 from cbdsl.conformance.artifacts.models import fit_named, named_data, named_model
-from cbdsl.conformance.artifacts.spec import Artifact, ArtifactSpec, Run, Scenario
+from cbdsl.conformance.artifacts.spec import SEED, Artifact, ArtifactSpec, Run, Scenario
 
 
 def tensorboard(run: Run, *, epochs: int = 3, evaluate: bool = True, embedding: bool = False,
+                custom_summary: bool = False, run_eagerly: bool = False,
                 **arguments: Any) -> Artifact:
     """Fit with validation (then evaluate) with the callback writing to `logs/`; every
-    summary read back with TensorBoard's reader."""
-    model = named_model(embedding=embedding)
+    summary read back with TensorBoard's reader. With `custom_summary` the model writes a
+    summary of its own in a layer's `call` (`run_eagerly`: untraced)."""
+    model = summary_model(run_eagerly) if custom_summary else named_model(embedding=embedding)
     log_dir = run.path("logs")
     callback = run.attempt(lambda: run.build(log_dir=log_dir, **arguments))
     if callback is None:
@@ -29,6 +31,38 @@ def tensorboard(run: Run, *, epochs: int = 3, evaluate: bool = True, embedding: 
         x, y = named_data(embedding)
         run.attempt(lambda: model.evaluate(x, y, batch_size=16, verbose=0, callbacks=[callback]))
     return {"logs": read_logs(log_dir)}
+
+
+def summary_model(run_eagerly: bool = False) -> Any:
+    """The named model with a first layer that writes `tf.summary.scalar("custom_summary",
+    sum of its inputs)` as it is called, as in Keras's own TensorBoard test; compiled without
+    XLA, where summaries cannot be written (a new model each time: a traced train function
+    keeps the writer it was traced with)."""
+    import keras
+    import tensorflow as tf
+
+    class CustomSummary(keras.layers.Layer):
+        def call(self, x):
+            value = keras.ops.sum(x)
+            if keras.backend.backend() != "tensorflow":  # a tensor TensorFlow can read
+                try:
+                    value = keras.ops.convert_to_numpy(value)
+                except Exception:  # traced (JAX building the model): no value to write
+                    return x
+            tf.summary.scalar("custom_summary", value)
+            return x
+
+        def compute_output_shape(self, input_shape):  # built without calling `call`
+            return input_shape
+
+    keras.utils.set_random_seed(SEED)
+    model = keras.Sequential([keras.Input((4,), name="features"),
+                              CustomSummary(name="summarize"),
+                              keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(1, name="out")], name="net")
+    model.compile(optimizer=keras.optimizers.SGD(0.1, name="sgd"), loss="mse", metrics=["mae"],
+                  jit_compile=False, run_eagerly=run_eagerly)
+    return model
 
 
 def read_logs(log_dir: str) -> dict[str, Any]:
@@ -106,6 +140,20 @@ TENSORBOARD_SCENARIOS = (
         embeddings_metadata={"embed": "words.tsv"}),
     _tb("profile", "profile_batch=2: the graph trace of batch 2 and the profiler's files (no "
         "profile on JAX before Python 3.12, the ValueError on torch)", profile_batch=2),
+    # no evaluate after the fit: the test function traced in the fit keeps the fit's
+    # validation writer, closed as the fit ends, and Keras's class fails there too
+    _tb("custom_summary", "a layer writing tf.summary.scalar in call() with update_freq=1: "
+        "train/ and validation/ are the default writers, at each batch's step (on TensorFlow "
+        "a traced function keeps the step of the batch it was traced in)", update_freq=1,
+        custom_summary=True, evaluate=False),
+    _tb("custom_summary_every_other_batch", "the same with update_freq=2: even steps only "
+        "(on TensorFlow, traced at step 1, nothing)", update_freq=2, custom_summary=True,
+        evaluate=False),
+    _tb("custom_summary_eagerly", "the same with update_freq=2, run eagerly, then evaluate: "
+        "each batch's summaries at its own step, those of even steps recorded",
+        update_freq=2, custom_summary=True, run_eagerly=True),
+    _tb("custom_summary_per_epoch", "the same with update_freq='epoch': no default writer, "
+        "what the model writes goes nowhere", custom_summary=True, evaluate=False),
     _tb("bad_profile_batch", "profile_batch='1,2,3': the ValueError", profile_batch="1,2,3"),
 )
 

@@ -28,7 +28,9 @@ from cbdsl.runtime.effects.tensorboard import (
     tensorboard_graph,
     tensorboard_histograms,
     tensorboard_model_config,
+    tensorboard_pop_writer,
     tensorboard_projector,
+    tensorboard_push_writer,
     tensorboard_scalar,
     tensorboard_trace,
 )
@@ -42,6 +44,8 @@ IMPLEMENTATIONS: dict[str, Callable[..., str]] = {
     "backup.resume": backup_resume,
     "backup.clear": backup_clear,
     "tensorboard.scalar": tensorboard_scalar,
+    "tensorboard.push_writer": tensorboard_push_writer,
+    "tensorboard.pop_writer": tensorboard_pop_writer,
     "tensorboard.histograms": tensorboard_histograms,
     "tensorboard.model_config": tensorboard_model_config,
     "tensorboard.graph": tensorboard_graph,

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from cbdsl.runtime.effects.base import _fail, _resources
 
 
+@functools.cache
+def _keras_swap_ema_weights() -> type:
+    """Keras's own SwapEMAWeights, from the module that defines it: `keras.callbacks` is
+    public and users may patch it (`keras.callbacks.SwapEMAWeights = cbdsl.callbacks...`)."""
+    from keras.src.callbacks.swap_ema_weights import SwapEMAWeights
+
+    return SwapEMAWeights
+
+
 def _ema_swapper(cb: Any, where: str) -> Any:
     """Keras's own SwapEMAWeights, used for its swap arithmetic (bit-exact on each backend)."""
-    import keras
-
     optimizer = cb.model.optimizer
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     if not hasattr(optimizer, "optimizers") and \
@@ -19,7 +27,7 @@ def _ema_swapper(cb: Any, where: str) -> Any:
                     f"Received: use_ema={getattr(optimizer, 'use_ema', False)}", where)
     swapper = _resources(cb).get("ema")
     if swapper is None:
-        swapper = _resources(cb)["ema"] = keras.callbacks.SwapEMAWeights()
+        swapper = _resources(cb)["ema"] = _keras_swap_ema_weights()()
     swapper.set_model(cb.model)
     return swapper
 

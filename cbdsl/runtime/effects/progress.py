@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from cbdsl.runtime.effects.base import _resources
@@ -28,16 +29,20 @@ def progress_update(cb: Any, *, where: str, current: Any, values: Any = None,
     return ""
 
 
+@functools.cache
 def progress_display_base() -> type:
     """A base that marks a compiled callback as the fit's progress display.
 
     Keras adds its own `ProgbarLogger` to `fit` unless a callback is one; a callback whose
     rules draw the bar takes its place. Only the type is borrowed: every hook is
-    `Callback`'s no-op, so the class's behaviour is its rules'.
+    `Callback`'s no-op, so the class's behaviour is its rules'. Both classes come from the
+    modules that define them, which Keras's `CallbackList` tests against, not from the public
+    `keras.callbacks`, which users may patch (`keras.callbacks.ProgbarLogger = ...`).
     """
-    import keras
+    from keras.src.callbacks.callback import Callback
+    from keras.src.callbacks.progbar_logger import ProgbarLogger
 
-    base, plain = keras.callbacks.ProgbarLogger, keras.callbacks.Callback
+    base, plain = ProgbarLogger, Callback
     names = [k for k, v in vars(base).items()
              if callable(v) and (k.startswith("on_") or k in ("__init__", "set_params"))]
     return type("ProgressDisplay", (base,), {k: getattr(plain, k) for k in names})

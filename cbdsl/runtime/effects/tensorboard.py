@@ -36,6 +36,33 @@ def tensorboard_scalar(cb: Any, *, where: str, dir: Any, tag: Any, value: Any,
     return ""
 
 
+def tensorboard_push_writer(cb: Any, *, where: str, dir: Any, step: Any,
+                            recording: Any = True) -> str:
+    """Make a directory's writer the default one, with `step` the default step and `recording`
+    the condition of every summary written, until `tensorboard.pop_writer()`: what Keras's
+    TensorBoard does (`_push_writer`) so that summaries a model writes itself while training
+    or evaluating (`tf.summary.scalar` in a layer's `call`) go to `train/` or `validation/`.
+    As the class's, the condition is a callable and the step a Python int: a traced train
+    function reads both as it is traced."""
+    summary, recorded = _summary(), bool(recording)
+    contexts = (_writer(cb, str(dir)).as_default(int(step)),
+                summary.record_if(lambda: recorded))
+    _resources(cb).setdefault("pushed", []).append(contexts)
+    contexts[0].__enter__()
+    contexts[1].__enter__()
+    return ""
+
+
+def tensorboard_pop_writer(cb: Any, *, where: str) -> str:
+    """Restore the default writer, step and condition `tensorboard.push_writer` replaced."""
+    pushed = _resources(cb).get("pushed")
+    if pushed:
+        contexts = pushed.pop()
+        contexts[1].__exit__(*sys.exc_info())
+        contexts[0].__exit__(*sys.exc_info())
+    return ""
+
+
 def tensorboard_histograms(cb: Any, *, where: str, dir: Any, step: Any,
                            images: Any = False) -> str:
     """Every weight of every layer as a histogram (and an image), as Keras's TensorBoard."""
