@@ -10,7 +10,7 @@ from cbdsl import language
 from cbdsl.checker import (
     Definition,
 )
-from cbdsl.compiler.definitions import DefinitionCompiler
+from cbdsl.compiler.definitions import DefinitionCompiler, class_name
 from cbdsl.runtime import effects
 from cbdsl.runtime.callback import compiled_base, make_hook
 from cbdsl.syntax import nodes as n
@@ -113,10 +113,3 @@ def build_class(definition: Definition, params: dict[str, Any], label: str) -> t
 
 def _copy(value: Any) -> Any:
     return dict(value) if isinstance(value, dict) else value
-
-
-def class_name(name: str) -> str:
-    """A definition's name as a class name (`early_stopping` -> `EarlyStopping`)."""
-    if name[:1].isupper():
-        return name
-    return "".join(part.capitalize() for part in name.split("_")) or "Policy"
