@@ -260,3 +260,26 @@ def test_callback_class_builds_any_library_callback(tmp_path):
         cbdsl.callback_class(f"{policy}:Nope")
     with pytest.raises(CbdslError, match="no rule library named 'nolib'"):
         cbdsl.callback_class("nolib.rule")
+
+
+@pytest.mark.fit
+def test_a_codebase_switched_wholesale_trains_with_every_drop_in(tmp_path, monkeypatch):
+    # `keras.callbacks.X = cbdsl.callbacks.X` for every name at once: nothing of cbdsl builds
+    # itself through the patched namespace, and one real fit runs them all together
+    for name in NAMES:
+        monkeypatch.setattr(keras.callbacks, name, getattr(dropin, name))
+    x = np.random.RandomState(0).rand(32, 3).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01, use_ema=True), loss="mse")
+    args = {name: arguments_for(name, tmp_path) for name in NAMES}
+    args["RemoteMonitor"] = dict(root="http://127.0.0.1:9")  # nothing listens: warns, goes on
+    callbacks = [getattr(keras.callbacks, name)(**args[name]) for name in NAMES]
+    assert all(type(cb).__module__ == "cbdsl.callbacks" for cb in callbacks)
+    with pytest.warns(UserWarning):
+        history = model.fit(x, y, validation_split=0.25, epochs=3, batch_size=8, verbose=0,
+                            callbacks=callbacks)
+    assert isinstance(history, dropin.History) and len(history.history["loss"]) >= 1
+    assert (tmp_path / "log.csv").exists() and (tmp_path / "m.weights.h5").exists()
+    assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))
