@@ -326,7 +326,9 @@ def run_list(fmt: str = "text", base: str | None = None) -> int:
     if fmt == "json":
         print(json.dumps([asdict(r) for r in rules], indent=2))
         return EXIT_CLEAN if not any(r.error for r in rules) else EXIT_DIAGNOSTICS
-    table = Table(title="Rule libraries (use LIBRARY.RULE(...))")
+    table = Table(title="Rule libraries (use LIBRARY.RULE(...))",
+                  caption="From Python: cbdsl.callback_class(\"LIBRARY.RULE\") is the callback's "
+                          "class, built like Keras's callback classes")
     for column in ("library.rule", "callback", "description"):
         table.add_column(column, overflow="fold")
     for r in rules:
