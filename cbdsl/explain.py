@@ -48,6 +48,9 @@ def explain(program: n.Program) -> list[str]:
                     lines.append(f"- {words.rule(part)}")
                 elif isinstance(part, n.Require):
                     lines.append(f"- Refuses to be built unless {words.expr(part.condition)}.")
+                elif isinstance(part, n.Expose):
+                    lines.append(f"- Shows `{part.name.name}` as an attribute: "
+                                 f"{words.text(part.value)}.")
         elif isinstance(item, n.Use):
             lines.append(f"Uses {words.use(item)}.")
         elif isinstance(item, n.Import):

@@ -52,6 +52,10 @@ class Definition:
     def requirements(self) -> list[n.Require]:
         return [item for item in self.body if isinstance(item, n.Require)]
 
+    @property
+    def exposures(self) -> list[n.Expose]:
+        return [item for item in self.body if isinstance(item, n.Expose)]
+
 
 @dataclass
 class Instance:

@@ -27,6 +27,11 @@ from cbdsl.diagnostics import CbdslCheckError, Diagnostic, Span, did_you_mean
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import walk
 
+# Names a compiled callback has of its own, which `expose` cannot take.
+RESERVED_ATTRIBUTES = frozenset({
+    "state", "timeline", "arguments", "model", "params", "set_model", "set_params", "exposed",
+    "definition", "reset_state"})
+
 
 class Checker(Resolution, ParameterChecks, ConflictChecks):
     """Runs every semantic pass and collects diagnostics instead of stopping at the first."""
@@ -181,11 +186,49 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
         for rule in definition.rules:
             RuleChecker(self, scope, rule).check()
         self._check_conflicts(definition)
+        self._check_exposures(definition, scope)
         read = {name for rule in definition.rules for name in names_read(rule)}
+        read |= {node.id for e in definition.exposures for node in walk(e.value)
+                 if isinstance(node, n.Name)}
         for var in definition.variables:
             if var.name.name not in read:
                 self.report("W203", f"state variable '{var.name.name}' is never read",
                             var.name.span, self.origin(var, definition))
+
+    def _check_exposures(self, definition: Definition, scope: Scope) -> None:
+        """`expose NAME = EXPR`: read live when code reads the attribute, with no event: from
+        parameters, state variables, trackers and constants only."""
+        seen: set[str] = set()
+        # what needs no event: parameters, variables, and the built-ins `fit`'s params give
+        readable = {*definition.params, *scope.variables, "inf", "stopped_epoch", "epochs",
+                    "steps", "verbose"}
+        for exposure in definition.exposures:
+            where, name = self.origin(exposure, definition), exposure.name.name
+            if name in seen or name in RESERVED_ATTRIBUTES or name.startswith("on_"):
+                self.report("E209", f"'{name}' is already an attribute of the callback"
+                            if name not in seen else f"'{name}' is exposed twice",
+                            exposure.name.span, where)
+            seen.add(name)
+            for node in walk(exposure.value):
+                problem = None
+                if isinstance(node, n.Name) and node.id not in readable:
+                    problem = f"an exposed attribute reads parameters, state variables and " \
+                              f"trackers, not '{node.id}'"
+                elif isinstance(node, n.Attribute) and (
+                        node.value.name not in scope.trackers
+                        or node.attr.name not in language.TRACKER_FIELDS):
+                    problem = f"no tracker field '{node.value.name}.{node.attr.name}'"
+                elif isinstance(node, n.Stalls | n.Improves):
+                    problem = "an exposed attribute reads a tracker's fields, not a predicate"
+                elif isinstance(node, n.Call) and node.func.name not in definition.params:
+                    function = language.FUNCTIONS.get(node.func.name)
+                    if function is None or function.reads_event:
+                        problem = f"an exposed attribute cannot call '{node.func.name}'"
+                if problem:
+                    self.report("E219", problem, node.span, where,
+                                did_you_mean(node.id, readable)
+                                if isinstance(node, n.Name) else None)
+                    break
 
     def _check_requirement(self, requirement: n.Require, definition: Definition) -> None:
         """`require` reads only parameters and constants: it runs before training starts."""

@@ -31,13 +31,15 @@ class CompiledDefinition:
     needs_epoch: bool = False
     counts_steps: bool = False
     records: bool = False
+    exposed: dict[str, Any] = field(default_factory=dict)
 
     def members(self) -> dict[str, Any]:
         """The attributes a compiled callback reads its rules from."""
         return {"rules_by_event": self.rules_by_event,
                 "initial_variables": self.initial_variables,
                 "tracker_names": self.tracker_names, "kept": self.kept,
-                "trackers_by_event": self.trackers_by_event, "records": self.records}
+                "trackers_by_event": self.trackers_by_event, "records": self.records,
+                "exposed": self.exposed}
 
 
 def compile_definition(definition: Definition, params: dict[str, Any],
@@ -62,7 +64,7 @@ def compile_definition(definition: Definition, params: dict[str, Any],
     return CompiledDefinition(
         rules_by_event, initial, tracker_names, kept,
         {e: [t for r in rules for t in r.trackers] for e, rules in rules_by_event.items()},
-        events, needs_epoch, counts_steps, records)
+        events, needs_epoch, counts_steps, records, compiler.exposures())
 
 
 def hook_events(definition: Definition,

@@ -63,6 +63,11 @@ class DefinitionCompiler(ActionCompiler):
                 "E302", message, requirement.span, self.definition.path,
                 self.definition.source))
 
+    def exposures(self) -> dict[str, Any]:
+        """`expose NAME = EXPR`: each attribute as a closure over a context without an event."""
+        exprs = ExprCompiler(self.params, self.variables, {}, self.label, self.schedules)
+        return {e.name.name: exprs.compile(e.value) for e in self.definition.exposures}
+
     def rules(self) -> dict[str, list[CompiledRule]]:
         by_event: dict[str, list[CompiledRule]] = {}
         for index, rule in enumerate(self.definition.rules):

@@ -109,6 +109,7 @@ def callback_class(definition: Definition, keras_class: type | None = None,
         "records": records,
         "rest_parameter": next((k for k, info in definition.params.items()
                                 if info.type == "keywords"), None),
+        "exposure_targets": _exposure_targets(definition),
     }
     hooks = set()
     for event in events:
@@ -129,6 +130,22 @@ def callback_class(definition: Definition, keras_class: type | None = None,
                     namespace[name] = getattr(keras.callbacks.Callback, name)
     namespace["generated_hooks"] = {h: namespace[h] for h in hooks}
     return type(class_name(definition.name), bases, namespace)
+
+
+def _exposure_targets(definition: Definition) -> dict[str, str]:
+    """What a write to an exposed attribute writes: the state variable or tracker field it
+    shows (`expose wait = watch.wait`); an attribute computed otherwise cannot be written."""
+    from cbdsl.syntax import nodes as n
+
+    variables = {v.name.name for v in definition.variables}
+    out = {}
+    for exposure in definition.exposures:
+        value = exposure.value
+        if isinstance(value, n.Name) and (value.id in variables or value.id in definition.params):
+            out[exposure.name.name] = value.id  # a parameter is bound anew
+        elif isinstance(value, n.Attribute):
+            out[exposure.name.name] = f"{value.value.name}.{value.attr.name}"
+    return out
 
 
 def _init(self, *args: Any, **kwargs: Any) -> None:
@@ -180,6 +197,8 @@ def _tracker(self) -> Any:
 
 
 def _getattr(self, name: str) -> Any:
+    if name in self.__dict__.get("exposed", ()):
+        return compiled_base().__getattr__(self, name)
     arguments = self.__dict__.get("arguments")
     if arguments is not None and name in arguments:
         return arguments[name]
@@ -188,6 +207,8 @@ def _getattr(self, name: str) -> Any:
         return arguments[rest][name]  # other keyword arguments, as LambdaCallback keeps them
     state = self.__dict__.get("state")
     if state is not None:
+        if name in state.variables:
+            return state.variables[name]
         tracker = _tracker(self)
         if tracker is not None and name in MONITOR_ALIASES:
             return getattr(tracker, MONITOR_ALIASES[name])
@@ -204,6 +225,22 @@ def _setattr(self, name: str, value: Any) -> None:
     if state is None or name in cls.__dict__ or name in ("state", "timeline", "arguments"):
         object.__setattr__(self, name, value)
         return
+    if name in self.exposed:
+        if name in self.arguments:  # `expose min_delta = abs(min_delta)`: the argument
+            values = bind(cls.definition, {**self.arguments, name: _plain(value)}, cls.__name__)
+            object.__setattr__(self, "arguments", values)
+            _install(self, values)
+            return
+        target = cls.exposure_targets.get(name)
+        if target is None:
+            source = os.path.basename(cls.definition.path)
+            raise AttributeError(f"'{cls.__name__}.{name}' is computed by the rules "
+                                 f"(`expose {name} = ...` in {source}); it cannot be set")
+        name = target  # a state variable or a tracker field, written below
+        if "." in name:
+            tracker, field = name.split(".")
+            setattr(state.trackers[tracker], field, value)
+            return
     if name in self.arguments:  # bound anew: the rules read it from the next event on
         values = bind(cls.definition, {**self.arguments, name: _plain(value)}, cls.__name__)
         object.__setattr__(self, "arguments", values)

@@ -34,6 +34,8 @@ TRACKER_FIELDS = {
     "wait": "checks since the last improvement",
     "best_epoch": "the epoch of the best value",
     "value": "the value seen at the latest check",
+    "direction": "\"min\" or \"max\", once the first check has fixed it (none before)",
 }
 # The type of each tracker field: `best` is none before the first check.
-TRACKER_FIELD_TYPES = {"best": "any", "wait": "number", "best_epoch": "number", "value": "number"}
+TRACKER_FIELD_TYPES = {"best": "any", "wait": "number", "best_epoch": "number", "value": "number",
+                       "direction": "any"}

@@ -111,6 +111,8 @@ class ExpressionWriter:
 
     def write_Attribute(self, e, scope, boolean) -> Code:
         tracker = self.tracker_by_name[e.value.name]
+        if e.attr.name == "direction" and not tracker.runtime_direction:
+            return Code(py_str(tracker.static_direction or "min", scope.quote))
         return Code(f"self.{tracker.attrs[e.attr.name]}")
 
     def write_Index(self, e, scope, boolean) -> Code:

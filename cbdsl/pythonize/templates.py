@@ -67,6 +67,8 @@ class TemplateWriter:
         if "." in name:
             tracker_name, attr = name.split(".", 1)
             tracker = self.tracker_by_name[tracker_name]
+            if attr == "direction" and not tracker.runtime_direction:
+                return repr(tracker.static_direction or "min")
             value = f"self.{tracker.attrs[attr]}"
             return f"{value} + 1" if attr == "best_epoch" else value
         if name in ("epoch", "batch") and name not in self.params and \

@@ -41,6 +41,7 @@ def compiled_base() -> type:
         phase = "train"
         records = False  # whether a `record` action makes this a History
         deferred: Any = ()  # backups' rule states to write once this event's rules have run
+        exposed: dict[str, Callable[[Context], Any]] = {}  # `expose NAME = EXPR`
 
         def __init__(self, arguments: dict[str, Any]):
             super().__init__()
@@ -102,6 +103,8 @@ def compiled_base() -> type:
             if name in ("state", "tracker_names") or name.startswith("__"):
                 raise AttributeError(name)
             state = self.__dict__.get("state")
+            if state is not None and name in self.exposed:  # read live, with no event
+                return self.exposed[name](Context(self, None, state.epoch, None))
             if state is not None:
                 if name in state.variables:
                     return state.variables[name]

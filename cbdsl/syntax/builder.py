@@ -90,6 +90,9 @@ class Builder(Transformer):
     def field_name(self, meta, children):
         return children[0]
 
+    def attribute_name(self, meta, children):
+        return children[0]
+
     def cooldown_word(self, meta, children):
         return children[0]
 
@@ -338,6 +341,10 @@ class Builder(Transformer):
     def require(self, meta, children):
         condition, message = children
         return n.Require(condition, message, _span(meta))
+
+    def expose(self, meta, children):
+        token, value = children
+        return n.Expose(_ident(token), value, _span(meta))
 
     def var_decl(self, meta, children):
         kept, token, value = children

@@ -523,13 +523,24 @@ class Require(Node):
 
 
 @dataclass(frozen=True)
+class Expose(Node):
+    """`expose NAME = EXPR`: an attribute of the callback's class, read live from its
+    parameters, state variables and trackers (how a drop-in shows Keras's attribute names)."""
+
+    children: ClassVar[tuple[str, ...]] = ("value",)
+    name: Ident
+    value: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class CallbackDef(Node):
     """`callback Name(param = default, ...) { rules }`."""
 
     children: ClassVar[tuple[str, ...]] = ("params", "extends", "body")
     name: Ident
     params: tuple[ParamDecl, ...] = ()
-    body: tuple[Rule | VarDecl | Require, ...] = ()
+    body: tuple[Rule | VarDecl | Require | Expose, ...] = ()
     doc: str | None = None
     span: Span = _span()
     extends: Use | None = None  # `extends early_stopping(patience = 3)`
