@@ -84,9 +84,12 @@ def run() -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     for name, (reference, compiled) in _pairs().items():
         results[name] = {}
+        wanted = None  # the Keras class's attribute names, read from both after the fit
         for who, make in (("keras", reference), ("cbdsl", compiled)):
             with scope():
-                results[name][who] = train(lambda calls, make=make: make(), lr=0.2)
+                results[name][who] = train(lambda calls, make=make: make(), lr=0.2,
+                                           attributes=wanted)
+            wanted = [list(a) for a in results[name][who]["attributes"]]
     import cbdsl
 
     with tempfile.TemporaryDirectory() as folder:

@@ -2,8 +2,9 @@
 
 Each pair trains the same seeded model twice, once with the Keras callback and once with the
 `cbdsl.callbacks` drop-in, and records the learning rate per epoch, the epoch and batch where
-training stopped, the History that `fit` returned, printed output, the Python hooks' calls and
-a digest of the final weights. The two records must be equal, key for key.
+training stopped, the History that `fit` returned, printed output, the Python hooks' calls, a
+digest of the final weights, and every public attribute the Keras class stores, read from both
+after the fit. The two records must be equal, key for key.
 
 Run: `KERAS_BACKEND=jax python -m cbdsl.conformance.fit` prints one JSON line,
 `{backend, results: {run: {keras, cbdsl}}}`.
@@ -36,14 +37,19 @@ def data(diverge: bool = False) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train(make_callbacks: Callable[[list], list], *, lr: float = 0.05,
-          diverge: bool = False) -> dict[str, Any]:
+          diverge: bool = False, attributes: list[list[str]] | None = None) -> dict[str, Any]:
     """Train the seeded model with the callbacks `make_callbacks(calls)` builds.
+
+    Args:
+        attributes: the attribute names to read from each callback after the fit; by
+            default, the public attributes each one stores (Keras's classes' own).
 
     Returns:
         What the run did, as plain JSON-ready data: `lr` per epoch, `epochs_run`,
         `batches_run`, `history` and `history_epoch` (what `fit` returned), `printed`,
         `calls` (the Python hooks' calls), `error` (a `RuntimeError`'s message),
-        `weights` (a SHA-256 of the final weights) and `device` (where they live).
+        `weights` (a SHA-256 of the final weights), `device` (where they live) and
+        `attributes` (each callback's attributes after the fit, by name).
     """
     import keras
 
@@ -71,6 +77,7 @@ def train(make_callbacks: Callable[[list], list], *, lr: float = 0.05,
         except RuntimeError as exc:
             error = str(exc)
     weights = b"".join(np.asarray(w).tobytes() for w in model.get_weights())
+    names = attributes or [public_attributes(cb) for cb in callbacks]
     return {
         "lr": lrs,
         "epochs_run": len(lrs),
@@ -82,7 +89,30 @@ def train(make_callbacks: Callable[[list], list], *, lr: float = 0.05,
         "error": error,
         "weights": hashlib.sha256(weights).hexdigest(),
         "device": device_of(model),
+        "attributes": [{name: attribute(cb, name) for name in wanted}
+                       for cb, wanted in zip(callbacks, names, strict=True)],
     }
+
+
+def public_attributes(cb: Any) -> list[str]:
+    """The public attributes a callback stores (Keras's classes keep their state so). Not its
+    hooks: Keras's LambdaCallback holds the functions it was given as its hooks, where the
+    rules' hooks call them (the calls, recorded in `calls`, are compared instead)."""
+    return sorted(k for k in vars(cb)
+                  if not k.startswith(("_", "on_")) and k not in ("model", "params"))
+
+
+def attribute(cb: Any, name: str) -> Any:
+    """A callback's attribute as plain data: weights by digest, functions by name."""
+    try:
+        value = getattr(cb, name)
+    except AttributeError:
+        return "<missing>"
+    if isinstance(value, list) and value and hasattr(value[0], "shape"):
+        return hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in value)).hexdigest()
+    if callable(value):
+        return getattr(value, "__name__", type(value).__name__)
+    return _plain(value)
 
 
 def device_of(model: Any) -> str:
@@ -165,8 +195,9 @@ def run_pair(name: str) -> dict[str, dict[str, Any]]:
 
     _, make, diverge = RUNS[name]
     options = {"lr": 1.0, "diverge": True} if diverge else {}
-    return {"keras": train(make(keras.callbacks), **options),
-            "cbdsl": train(make(dropin), **options)}
+    theirs = train(make(keras.callbacks), **options)
+    wanted = [list(attributes) for attributes in theirs["attributes"]]  # Keras's names
+    return {"keras": theirs, "cbdsl": train(make(dropin), attributes=wanted, **options)}
 
 
 def compare(pair: dict[str, dict[str, Any]]) -> str | None:
