@@ -74,8 +74,35 @@ class Outcome:
 INSPECTED = ("wait", "best", "stopped_epoch", "best_epoch", "history", "epoch")
 
 
+def public_attributes(callback: Any) -> list[str]:
+    """The public attributes a callback stores, as Keras's classes keep their arguments and
+    state (not its hooks, its model or its params)."""
+    return sorted(k for k in vars(callback)
+                  if not k.startswith(("_", "on_")) and k not in ("model", "params"))
+
+
+def attribute_value(callback: Any, name: str) -> Any:
+    """An attribute as plain data: weights by digest, functions by name, sets sorted."""
+    import hashlib
+
+    try:
+        value = getattr(callback, name)
+    except AttributeError:
+        return "<missing>"
+    if isinstance(value, list) and value and hasattr(value[0], "shape"):
+        return hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in value)).hexdigest()
+    if callable(value):
+        return getattr(value, "__name__", type(value).__name__)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if not isinstance(value, int | float | str | bool | list | tuple | dict | np.generic) \
+            and value is not None:
+        return type(value).__name__  # an object of its own (a file, a writer): by its type
+    return plain(value)
+
+
 def drive(callback: Any, trace: Trace, *, model: StubModel, fit_params: dict[str, Any],
-          calls: list | None = None) -> Outcome:
+          calls: list | None = None, attributes: list[str] | str | None = None) -> Outcome:
     """Run `callback` over `trace` the way `model.fit` calls its hooks, recording everything.
 
     Args:
@@ -85,6 +112,8 @@ def drive(callback: Any, trace: Trace, *, model: StubModel, fit_params: dict[str
         fit_params: what `fit` passes to `set_params` (`epochs`, `steps`, `verbose`, and
             `metrics` for Keras 2 callbacks).
         calls: a list the caller's Python hooks append to; recorded in the outcome.
+        attributes: attribute names to read after the run into `final["attributes"]`, or
+            `"stored"` for every public attribute the callback keeps (Keras's classes' own).
 
     Returns:
         The `Outcome`. An exception from the callback ends the run and is recorded, as it
@@ -145,6 +174,9 @@ def drive(callback: Any, trace: Trace, *, model: StubModel, fit_params: dict[str
         outcome.final[name] = value
     if calls is not None:
         outcome.final["calls"] = list(calls)
+    if attributes is not None:  # "stored": every public attribute the callback keeps
+        names = public_attributes(callback) if attributes == "stored" else attributes
+        outcome.final["attributes"] = {name: attribute_value(callback, name) for name in names}
     return outcome
 
 

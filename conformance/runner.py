@@ -36,11 +36,12 @@ def load_case(path: Path | str) -> dict[str, Any]:
     return case
 
 
-def run_trace(case: dict[str, Any], factory: Factory, *, for_reference: bool = False
-              ) -> dict[str, Any]:
+def run_trace(case: dict[str, Any], factory: Factory, *, for_reference: bool = False,
+              attributes: list[str] | str | None = None) -> dict[str, Any]:
     """Build the callback a case describes with `factory`, drive it, return the outcome.
 
     An error raised while building (Keras's `ValueError` for `factor >= 1`) is the outcome.
+    `attributes` names the attributes to read after the run (see `cbdsl.dryrun.drive`).
     """
     calls: list = []
     model_spec = case.get("model", {})
@@ -57,7 +58,7 @@ def run_trace(case: dict[str, Any], factory: Factory, *, for_reference: bool = F
     fit_params = {"epochs": len(case["trace"]), "steps": case.get("steps"), "verbose": 0,
                   **case.get("fit_params", {})}
     outcome = drive(callback, case["trace"], model=model, fit_params=fit_params,
-                    calls=calls).to_json()
+                    calls=calls, attributes=attributes).to_json()
     if outcome["error"]:
         outcome["error"]["message"] = _own_name(outcome["error"]["message"], type(callback),
                                                 case["spec"])

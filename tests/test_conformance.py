@@ -127,3 +127,21 @@ def test_rule_file_agrees_with_keras_on_generated_traces(spec):
 @pytest.mark.parametrize("spec", list(SPECS))
 def test_rule_file_agrees_with_keras_on_100k_generated_traces(spec):
     _differential(spec, int(os.environ.get("CBDSL_DIFF_EXAMPLES_SLOW", "100000")))
+
+
+def test_differential_compares_every_attribute_keras_stores():
+    # decides as Keras's class does, but keeps its patience under its name one too high: the
+    # generated traces catch it after training, in the attributes
+    import keras
+
+    class MisreportedPatience(keras.callbacks.EarlyStopping):
+        def on_train_end(self, logs=None):
+            super().on_train_end(logs)
+            self.patience += 1
+
+    case = {"spec": "early_stopping", "params": {"monitor": "loss", "patience": 1},
+            "trace": [{"logs": {"loss": 1.0}}, {"logs": {"loss": 1.0}}]}
+    report = divergence(case, MisreportedPatience)
+    assert report is not None and "after training, attributes" in report
+    assert '"patience": 1' in report and '"patience": 2' in report
+    assert divergence(case, keras.callbacks.EarlyStopping) is None

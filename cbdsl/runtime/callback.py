@@ -105,6 +105,9 @@ def compiled_base() -> type:
             state = self.__dict__.get("state")
             if state is not None and name in self.exposed:  # read live, with no event
                 return self.exposed[name](Context(self, None, state.epoch, None))
+            arguments = self.__dict__.get("arguments")
+            if arguments is not None and name in arguments:  # as Keras's classes keep them
+                return arguments[name]
             if state is not None:
                 if name in state.variables:
                     return state.variables[name]
