@@ -77,11 +77,19 @@ def docstring_of(definition: Definition, signature: inspect.Signature) -> str:
         else:
             default = language.rule_literal(param.default)
             lines.append(f"    {name}: {info.type}, default {default}.")
-    variables = [v.name.name for v in definition.variables]
-    if variables:
-        lines += ["", "Attributes:"] + [f"    {v}: a state variable of the rules." for v in
-                                        variables]
+    attributes = [f"    {e.name.name}: read live, as `{_source(definition, e.value)}`."
+                  for e in definition.exposures]
+    attributes += [f"    {v.name.name}: a state variable of the rules."
+                   for v in definition.variables]
+    if attributes:
+        lines += ["", "Attributes:", *attributes]
     return "\n".join(lines) + "\n"
+
+
+def _source(definition: Definition, node: Any) -> str:
+    """An expression as its rule file writes it."""
+    span = node.span
+    return " ".join(definition.source[span.start:span.end].split()) or "?"
 
 
 def callback_class(definition: Definition, keras_class: type | None = None,
