@@ -77,6 +77,8 @@ def train(make_callbacks: Callable[[list], list], *, lr: float = 0.05,
         except RuntimeError as exc:
             error = str(exc)
     weights = b"".join(np.asarray(w).tobytes() for w in model.get_weights())
+    from cbdsl.dryrun import attribute_value, public_attributes
+
     names = attributes or [public_attributes(cb) for cb in callbacks]
     return {
         "lr": lrs,
@@ -89,30 +91,9 @@ def train(make_callbacks: Callable[[list], list], *, lr: float = 0.05,
         "error": error,
         "weights": hashlib.sha256(weights).hexdigest(),
         "device": device_of(model),
-        "attributes": [{name: attribute(cb, name) for name in wanted}
+        "attributes": [{name: attribute_value(cb, name) for name in wanted}
                        for cb, wanted in zip(callbacks, names, strict=True)],
     }
-
-
-def public_attributes(cb: Any) -> list[str]:
-    """The public attributes a callback stores (Keras's classes keep their state so). Not its
-    hooks: Keras's LambdaCallback holds the functions it was given as its hooks, where the
-    rules' hooks call them (the calls, recorded in `calls`, are compared instead)."""
-    return sorted(k for k in vars(cb)
-                  if not k.startswith(("_", "on_")) and k not in ("model", "params"))
-
-
-def attribute(cb: Any, name: str) -> Any:
-    """A callback's attribute as plain data: weights by digest, functions by name."""
-    try:
-        value = getattr(cb, name)
-    except AttributeError:
-        return "<missing>"
-    if isinstance(value, list) and value and hasattr(value[0], "shape"):
-        return hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in value)).hexdigest()
-    if callable(value):
-        return getattr(value, "__name__", type(value).__name__)
-    return _plain(value)
 
 
 def device_of(model: Any) -> str:
