@@ -44,7 +44,7 @@ def arguments_for(name: str, tmp_path) -> dict:
 KNOWN_AT_CONSTRUCTION = {
     # the file and its writer are Python objects of Keras's class; the rules write each line
     # whole (`write row`) and keep their columns under other names
-    "CSVLogger": {"writer", "keys", "append_header", "csv_file"},
+    "CSVLogger": {"writer", "csv_file"},
     "ProgbarLogger": {"progbar"},  # Keras's Progbar object lives in the progress effect
 }
 KNOWN_AFTER_FIT = KNOWN_AT_CONSTRUCTION
