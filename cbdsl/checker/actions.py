@@ -1,9 +1,6 @@
 """The checks of actions: where each may run, its operands, options, templates and targets."""
 
-
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from cbdsl import language
 from cbdsl.checker.constants import NotConstant, const_value
@@ -15,8 +12,6 @@ from cbdsl.syntax.walk import walk
 ROW_OPTIONS = language.ACTIONS["WriteRow"].options
 POST_OPTIONS = language.ACTIONS["Post"].options
 
-if TYPE_CHECKING:
-    pass
 
 
 class ActionChecks:

@@ -6,9 +6,7 @@ from typing import Any
 
 from cbdsl import language
 from cbdsl.checker.constants import NotConstant, const_value
-from cbdsl.checker.definitions import (
-    Definition,
-)
+from cbdsl.checker.definitions import Definition
 from cbdsl.checker.templates import template_fields
 from cbdsl.diagnostics import Span
 from cbdsl.syntax import nodes as n

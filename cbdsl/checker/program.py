@@ -15,9 +15,7 @@ from cbdsl.checker.definitions import (
     Definition,
     Instance,
 )
-from cbdsl.checker.order import (
-    names_read,
-)
+from cbdsl.checker.order import names_read
 from cbdsl.checker.params import ParameterChecks
 from cbdsl.checker.resolve import Resolution
 from cbdsl.checker.rules import RuleChecker

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cbdsl.checker.definitions import (
-    Definition,
-)
+from cbdsl.checker.definitions import Definition
 from cbdsl.checker.libraries import library_dirs
 from cbdsl.diagnostics import CbdslCheckError, CbdslError, Diagnostic, did_you_mean
 from cbdsl.syntax import nodes as n

@@ -7,12 +7,8 @@ from typing import TYPE_CHECKING
 from cbdsl import language
 from cbdsl.checker.actions import ActionChecks
 from cbdsl.checker.constants import NotConstant, _const_ok, const_value, training_only
-from cbdsl.checker.definitions import (
-    COMMON_METRICS,
-)
-from cbdsl.checker.order import (
-    filter_counter,
-)
+from cbdsl.checker.definitions import COMMON_METRICS
+from cbdsl.checker.order import filter_counter
 from cbdsl.checker.scope import Scope
 from cbdsl.checker.trackers import metric_name_of, mode_of
 from cbdsl.diagnostics import did_you_mean

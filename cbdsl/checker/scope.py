@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cbdsl import language
-from cbdsl.checker.definitions import (
-    Definition,
-)
+from cbdsl.checker.definitions import Definition
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import walk
 

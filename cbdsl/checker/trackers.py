@@ -6,9 +6,7 @@ from typing import Any
 
 from cbdsl import language
 from cbdsl.checker.constants import NotConstant, const_value
-from cbdsl.checker.definitions import (
-    ParamInfo,
-)
+from cbdsl.checker.definitions import ParamInfo
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import flat_actions, walk
 

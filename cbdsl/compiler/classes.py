@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cbdsl import language
-from cbdsl.checker import (
-    Definition,
-)
+from cbdsl.checker import Definition
 from cbdsl.compiler.definitions import DefinitionCompiler, class_name
 from cbdsl.runtime import effects
 from cbdsl.runtime.callback import compiled_base, make_hook

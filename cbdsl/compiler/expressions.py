@@ -31,10 +31,6 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-class NotConstantError(Exception):
-    """An expression needed a training context where only constants are allowed."""
-
-
 class ExprCompiler:
     """Turns expression nodes into closures over a `Context`; nothing is ever `eval`-ed."""
 
