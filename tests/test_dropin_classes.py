@@ -213,6 +213,7 @@ def test_subclassing_calls_the_rules_through_super(tmp_path):
 
     cb = Stopper()
     assert isinstance(cb, keras.callbacks.EarlyStopping) and cb.patience == 1
+    assert str(inspect.signature(Stopper)) == "()"  # its own constructor's
     x = np.ones((8, 3), "float32")
     _model().fit(x, x[:, :1], epochs=6, verbose=0, callbacks=[cb])
     assert cb.epochs_seen == [0, 1] and cb.stopped_epoch == 1

@@ -109,11 +109,18 @@ def callback_class(definition: Definition, keras_class: type | None = None,
     events, needs_epoch, counts_steps, records = hook_events(
         definition, {e.name for r in definition.rules for i in r.events
                      if (e := language.resolve_event(i.name)) is not None})
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _init(self, *args, **kwargs)
+
+    # on `__init__`, not the class: a subclass with an `__init__` of its own shows its own
+    self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    __init__.__signature__ = signature.replace(
+        parameters=[self_parameter, *signature.parameters.values()])
     namespace: dict[str, Any] = {
         "definition": definition, "definition_name": definition.name,
-        "__signature__": signature, "__doc__": docstring_of(definition, signature),
+        "init_signature": signature, "__doc__": docstring_of(definition, signature),
         "__module__": module, "__qualname__": class_name(definition.name),
-        "__init__": _init, "__getattr__": _getattr, "__setattr__": _setattr,
+        "__init__": __init__, "__getattr__": _getattr, "__setattr__": _setattr,
         "records": records,
         "rest_parameter": next((k for k, info in definition.params.items()
                                 if info.type == "keywords"), None),
@@ -158,12 +165,12 @@ def _exposure_targets(definition: Definition) -> dict[str, str]:
 
 def _init(self, *args: Any, **kwargs: Any) -> None:
     cls = type(self)
-    bound = cls.__signature__.bind(*args, **kwargs)  # Python's TypeError for a bad call
+    bound = cls.init_signature.bind(*args, **kwargs)  # Python's TypeError for a bad call
     bound.apply_defaults()
     definition = cls.definition
     given: dict[str, Any] = {}
     for name, value in bound.arguments.items():
-        if cls.__signature__.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+        if cls.init_signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
             given.update(value)  # `bind` sorts declared names from the rest
         else:
             given[name] = value
