@@ -30,6 +30,7 @@ class CompiledDefinition:
     counts_steps: bool = False
     records: bool = False
     exposed: dict[str, Any] = field(default_factory=dict)
+    rest_parameter: str | None = None
 
     def members(self) -> dict[str, Any]:
         """The attributes a compiled callback reads its rules from."""
@@ -37,7 +38,7 @@ class CompiledDefinition:
                 "initial_variables": self.initial_variables,
                 "tracker_names": self.tracker_names, "kept": self.kept,
                 "trackers_by_event": self.trackers_by_event, "records": self.records,
-                "exposed": self.exposed}
+                "exposed": self.exposed, "rest_parameter": self.rest_parameter}
 
 
 def compile_definition(definition: Definition, params: dict[str, Any],
@@ -62,7 +63,8 @@ def compile_definition(definition: Definition, params: dict[str, Any],
     return CompiledDefinition(
         rules_by_event, initial, tracker_names, kept,
         {e: [t for r in rules for t in r.trackers] for e, rules in rules_by_event.items()},
-        events, needs_epoch, counts_steps, records, compiler.exposures())
+        events, needs_epoch, counts_steps, records, compiler.exposures(),
+        next((k for k, info in definition.params.items() if info.type == "keywords"), None))
 
 
 def hook_events(definition: Definition,

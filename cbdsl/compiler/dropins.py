@@ -28,11 +28,8 @@ from cbdsl import language
 from cbdsl.checker import REQUIRED, Definition
 from cbdsl.compiler.binding import bind
 from cbdsl.compiler.classes import class_bases, class_name, compile_definition, hook_events
-from cbdsl.runtime.callback import compiled_base, make_hook
+from cbdsl.runtime.callback import TRACKER_ALIASES, make_hook, single_tracker
 
-# Keras's MonitorCallback attributes, read from (and written to) a callback's one tracker.
-MONITOR_ALIASES = {"wait": "wait", "best": "best", "best_epoch": "best_epoch",
-                   "best_weights": "best_weights", "cooldown_counter": "cooldown"}
 _BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
                 "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end")
 
@@ -68,8 +65,8 @@ def docstring_of(definition: Definition, signature: inspect.Signature) -> str:
     for name, param in signature.parameters.items():
         info = definition.params[name]
         if param.kind is inspect.Parameter.VAR_KEYWORD:
-            extra = [k for k in definition.params if list(definition.params).index(k) >
-                     list(definition.params).index(name)]
+            names = list(definition.params)
+            extra = names[names.index(name) + 1:]  # given through it, by name
             lines.append(f"    **{name}: other keyword arguments"
                          + (f" ({', '.join(extra)})." if extra else "."))
         elif param.default is inspect.Parameter.empty:
@@ -120,10 +117,8 @@ def callback_class(definition: Definition, keras_class: type | None = None,
         "definition": definition, "definition_name": definition.name,
         "init_signature": signature, "__doc__": docstring_of(definition, signature),
         "__module__": module, "__qualname__": class_name(definition.name),
-        "__init__": __init__, "__getattr__": _getattr, "__setattr__": _setattr,
+        "__init__": __init__, "__setattr__": _setattr,
         "records": records,
-        "rest_parameter": next((k for k, info in definition.params.items()
-                                if info.type == "keywords"), None),
         "exposure_targets": _exposure_targets(definition),
     }
     hooks = set()
@@ -206,34 +201,6 @@ def _plain(value: Any) -> Any:
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
-def _tracker(self) -> Any:
-    trackers = self.state.trackers
-    return next(iter(trackers.values())) if len(trackers) == 1 else None
-
-
-def _getattr(self, name: str) -> Any:
-    if name in self.__dict__.get("exposed", ()):
-        return compiled_base().__getattr__(self, name)
-    arguments = self.__dict__.get("arguments")
-    if arguments is not None and name in arguments:
-        return arguments[name]
-    rest = type(self).rest_parameter
-    if arguments is not None and rest is not None and name in arguments[rest]:
-        return arguments[rest][name]  # other keyword arguments, as LambdaCallback keeps them
-    state = self.__dict__.get("state")
-    if state is not None:
-        if name in state.variables:
-            return state.variables[name]
-        tracker = _tracker(self)
-        if tracker is not None and name in MONITOR_ALIASES:
-            return getattr(tracker, MONITOR_ALIASES[name])
-        if tracker is not None and name == "monitor_op":
-            import keras
-
-            return {"min": keras.ops.less, "max": keras.ops.greater}.get(tracker.direction)
-    return compiled_base().__getattr__(self, name)
-
-
 def _setattr(self, name: str, value: Any) -> None:
     cls = type(self)
     state = self.__dict__.get("state")
@@ -270,8 +237,8 @@ def _setattr(self, name: str, value: Any) -> None:
     if self.records and name == "history":
         state.history = value
         return
-    tracker = _tracker(self)
-    if tracker is not None and name in MONITOR_ALIASES:
-        setattr(tracker, MONITOR_ALIASES[name], value)
+    tracker = single_tracker(self)
+    if tracker is not None and name in TRACKER_ALIASES:
+        setattr(tracker, TRACKER_ALIASES[name], value)
         return
     object.__setattr__(self, name, value)

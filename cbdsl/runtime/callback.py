@@ -12,6 +12,17 @@ from cbdsl.runtime.monitor import resolve_direction
 from cbdsl.runtime.rules import CompiledRule, Context, TrackerSpec
 from cbdsl.runtime.state import CallbackState, Firing, TrackerState
 
+# Keras's MonitorCallback attributes, read from (and written to) a callback's one tracker.
+TRACKER_ALIASES = {"wait": "wait", "best": "best", "best_epoch": "best_epoch", "value": "value",
+                   "best_weights": "best_weights", "cooldown": "cooldown",
+                   "cooldown_counter": "cooldown"}
+
+
+def single_tracker(cb: Any) -> TrackerState | None:
+    """A callback's tracker when it has exactly one (whose fields read as its attributes)."""
+    trackers = cb.state.trackers
+    return next(iter(trackers.values())) if len(trackers) == 1 else None
+
 
 @functools.cache
 def compiled_base() -> type:
@@ -42,6 +53,7 @@ def compiled_base() -> type:
         records = False  # whether a `record` action makes this a History
         deferred: Any = ()  # backups' rule states to write once this event's rules have run
         exposed: dict[str, Callable[[Context], Any]] = {}  # `expose NAME = EXPR`
+        rest_parameter: str | None = None  # the `keywords` parameter: Keras's **kwargs
 
         def __init__(self, arguments: dict[str, Any]):
             super().__init__()
@@ -100,14 +112,20 @@ def compiled_base() -> type:
                 run_deferred(self)
 
         def __getattr__(self, name: str) -> Any:
+            """Exposed attributes, arguments (and other keyword arguments, as LambdaCallback
+            keeps them), state variables, trackers by name, and for a callback with one
+            tracker Keras's MonitorCallback attributes (`wait`, `best`, `monitor_op`, ...)."""
             if name in ("state", "tracker_names") or name.startswith("__"):
                 raise AttributeError(name)
             state = self.__dict__.get("state")
             if state is not None and name in self.exposed:  # read live, with no event
                 return self.exposed[name](Context(self, None, state.epoch, None))
             arguments = self.__dict__.get("arguments")
-            if arguments is not None and name in arguments:  # as Keras's classes keep them
-                return arguments[name]
+            if arguments is not None:
+                if name in arguments:  # as Keras's classes keep them
+                    return arguments[name]
+                if self.rest_parameter is not None and name in arguments[self.rest_parameter]:
+                    return arguments[self.rest_parameter][name]
             if state is not None:
                 if name in state.variables:
                     return state.variables[name]
@@ -117,9 +135,14 @@ def compiled_base() -> type:
                     return getattr(state, name)
                 if self.records and name in ("history", "epoch"):
                     return state.history if name == "history" else state.recorded_epochs
-                if len(state.trackers) == 1 and name in ("wait", "best", "best_epoch", "value",
-                                                         "cooldown", "best_weights"):
-                    return getattr(next(iter(state.trackers.values())), name)
+                tracker = single_tracker(self)
+                if tracker is not None and name in TRACKER_ALIASES:
+                    return getattr(tracker, TRACKER_ALIASES[name])
+                if tracker is not None and name == "monitor_op":
+                    import keras
+
+                    return {"min": keras.ops.less,
+                            "max": keras.ops.greater}.get(tracker.direction)
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
         def __repr__(self) -> str:
