@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from backend_run import run_on_backend
 
 from cbdsl.runtime import monitor as runtime
 
@@ -18,15 +14,7 @@ WORKER = Path(__file__).with_name("compare_worker.py")
 
 @pytest.mark.parametrize("backend", ("tensorflow", "jax", "torch"))
 def test_fast_comparison_matches_backend_ops_on_edge_values(backend):
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"the {backend} backend is not installed (pip install 'cbdsl[{backend}]')")
-    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, str(WORKER)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == backend
+    result = run_on_backend([str(WORKER)], backend, timeout=300)
     assert result["checked"] > 6000
     assert result["mismatches"] == []
 

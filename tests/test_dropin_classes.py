@@ -4,17 +4,13 @@ attributes side by side with Keras's on a real fit, state writes and resets."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import inspect
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from backend_run import run_on_backend
 from stub_model import StubModel
 
 import cbdsl
@@ -296,15 +292,7 @@ WORKER = Path(__file__).with_name("dropin_attributes_worker.py")
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_attributes_agree_with_keras_s_on_the_other_backends(backend):
     # this file's process runs one backend; every class again on each other one
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"the {backend} backend is not installed (pip install 'cbdsl[{backend}]')")
-    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, str(WORKER)], env=env, capture_output=True,
-                          text=True, timeout=600, cwd=WORKER.parent)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == backend
+    result = run_on_backend([str(WORKER)], backend, timeout=600, cwd=WORKER.parent)
     for name, found in result["differing"].items():
         assert set(found["construct"]) == KNOWN_AT_CONSTRUCTION.get(name, set()), name
         assert set(found["fit"]) == KNOWN_AFTER_FIT.get(name, set()), name

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from backend_run import run_on_backend
 
 from cbdsl.conformance.fit import RUNS
 
@@ -20,15 +16,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 @pytest.mark.fit
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_mission_sentence_reduces_lr_at_the_same_epochs_as_keras(backend):
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"the {backend} backend is not installed (pip install 'cbdsl[{backend}]')")
-    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, str(WORKER), "30"], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == backend
+    result = run_on_backend([str(WORKER), "30"], backend, timeout=600)
     compiled, native = result["compiled"], result["native"]
     # the two seeded runs train identically until the policies act ...
     assert compiled["val_loss"] == pytest.approx(native["val_loss"], rel=1e-5)
@@ -40,17 +28,8 @@ def test_mission_sentence_reduces_lr_at_the_same_epochs_as_keras(backend):
 @pytest.fixture(scope="module", params=BACKENDS)
 def builtin_runs(request):
     """Every built-in rule file and its Keras class on the same seeded `fit`, per backend."""
-    backend = request.param
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"the {backend} backend is not installed (pip install 'cbdsl[{backend}]')")
-    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-m", "cbdsl.conformance.fit"], env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == backend
-    return result["results"]
+    return run_on_backend(["-m", "cbdsl.conformance.fit"], request.param,
+                          timeout=900)["results"]
 
 
 SPEC_NAMES = tuple(RUNS)  # the runs `cbdsl conform` makes (cbdsl.conformance.fit)
