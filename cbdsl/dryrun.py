@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import warnings
 from collections.abc import Callable
@@ -83,8 +84,6 @@ def public_attributes(callback: Any) -> list[str]:
 
 def attribute_value(callback: Any, name: str) -> Any:
     """An attribute as plain data: weights by digest, functions by name, sets sorted."""
-    import hashlib
-
     try:
         value = getattr(callback, name)
     except AttributeError:
