@@ -195,7 +195,8 @@ class Explainer:
         return _SET[a.op].format(var=var, v=self.text(a.value))
 
     def explain_Cooldown(self, a: n.Cooldown) -> str:
-        return f"hold its stall count for the next {self.text(a.count)} checks"
+        whose = f"{a.tracker.name}'s" if a.tracker is not None else "its"
+        return f"hold {whose} stall count for the next {self.text(a.count)} checks"
 
     def explain_CallPython(self, a: n.CallPython) -> str:
         return f"call the caller's Python function {a.func.name}"

@@ -144,7 +144,18 @@ CASES = {
         "on epoch_end do cooldown 2",
         "<string>:1:17: error E205: 'cooldown' needs a 'stalls' predicate in the same rule\n"
         "1 | on epoch_end do cooldown 2\n"
-        "                    ^^^^^^^^^^"),
+        "                    ^^^^^^^^^^ or name one: `cooldown N of TRACKER`"),
+    "E206-cooldown-of-unknown-tracker": (
+        "on epoch_end when loss stalls 2 as plateau do stop\non epoch_end do cooldown 2 of platea",
+        "<string>:2:31: error E206: no tracker named 'platea'\n"
+        "2 | on epoch_end do cooldown 2 of platea\n"
+        "                                  ^^^^^^ did you mean 'plateau'?"),
+    "E205-cooldown-of-improves": (
+        "on epoch_end when loss improves as top do stop\non epoch_end do cooldown 2 of top",
+        "<string>:2:31: error E205: 'top' is an 'improves' tracker; 'cooldown' holds a "
+        "'stalls' one\n"
+        "2 | on epoch_end do cooldown 2 of top\n"
+        "                                  ^^^"),
     "E205-tracker-without-counter": (
         "on test_begin when val_loss stalls 3 do print 'x'",
         "<string>:1:20: error E205: 'stalls' needs a counter; test_begin has none\n"

@@ -153,7 +153,8 @@ def _watched(name: str) -> list[str]:
 @pytest.mark.parametrize("name,writes,reset", [
     ("EarlyStopping", {"best": 0.1, "wait": 3, "stopped_epoch": 4, "best_epoch": 2},
      ["best", "wait", "stopped_epoch", "best_epoch", "best_weights"]),
-    ("ReduceLROnPlateau", {"best": 0.1, "wait": 3}, ["best", "wait"]),
+    ("ReduceLROnPlateau", {"best": 0.1, "wait": 3, "cooldown_counter": 2},
+     ["best", "wait", "cooldown_counter"]),
 ])
 def test_state_writes_take_effect_and_train_begin_resets_as_keras(name, writes, reset):
     theirs = getattr(keras.callbacks, name)(monitor="loss")
@@ -180,6 +181,28 @@ def test_a_written_wait_is_the_wait_the_rules_count_from():
     cb.wait = 2
     cb.on_epoch_end(2, {"loss": 1.0})
     assert model.stop_training and cb.stopped_epoch == 2
+
+
+@pytest.mark.parametrize("written_at,count", [(1, 3), (3, 0), (4, 2), (2, 5), (6, 1), (7, 1)])
+def test_a_written_cooldown_counter_is_the_cooldown_the_rules_hold(written_at, count):
+    # a cooldown begun, cut short or lengthened by a write: the same rates and counters as
+    # Keras's class on the same logs
+    losses = [1.0, 1.0, 1.0, 0.9, 1.0, 1.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0]
+    traces = []
+    for cls in (keras.callbacks.ReduceLROnPlateau, dropin.ReduceLROnPlateau):
+        cb = cls(monitor="loss", patience=1, cooldown=2, factor=0.5)
+        model = StubModel(learning_rate=1.0)
+        cb.set_model(model)
+        cb.set_params({"epochs": len(losses), "steps": 1, "verbose": 0})
+        cb.on_train_begin()
+        trace = []
+        for epoch, loss in enumerate(losses):
+            if epoch == written_at:
+                cb.cooldown_counter = count
+            cb.on_epoch_end(epoch, {"loss": loss})
+            trace.append((float(model.optimizer.learning_rate), cb.wait, cb.cooldown_counter))
+        traces.append(trace)
+    assert traces[1] == traces[0]
 
 
 def test_a_written_argument_binds_anew():

@@ -74,9 +74,19 @@ class ActionChecks:
 
     def check_Cooldown(self, action: n.Cooldown) -> None:
         self.check_count(action.count, "cooldown", before_training=False)
+        if action.tracker is not None:
+            kind = self.scope.trackers.get(action.tracker.name)
+            if kind is None:
+                self.report("E206", f"no tracker named '{action.tracker.name}'",
+                            action.tracker.span, did_you_mean(action.tracker.name,
+                                                              self.scope.trackers))
+            elif not isinstance(kind, n.Stalls):
+                self.report("E205", f"'{action.tracker.name}' is an 'improves' tracker; "
+                            "'cooldown' holds a 'stalls' one", action.tracker.span)
+            return
         if not any(isinstance(x, n.Stalls) for x in walk(self.rule.condition)):
             self.report("E205", "'cooldown' needs a 'stalls' predicate in the same rule",
-                        action.span)
+                        action.span, "or name one: `cooldown N of TRACKER`")
 
     def check_CallPython(self, action: n.CallPython) -> None:
         info = self.scope.params.get(action.func.name)

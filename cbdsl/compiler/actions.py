@@ -168,7 +168,8 @@ class ActionCompiler:
     def visit_Cooldown(self, action: n.Cooldown, rule: CompiledRule,
                        exprs: ExprCompiler, where: str) -> Action:
         count = exprs.compile(action.count)
-        names = [t.name for t in rule.trackers if t.stalls is not None]
+        names = [action.tracker.name] if action.tracker is not None else [
+            t.name for t in rule.trackers if t.stalls is not None]
 
         def cooldown(c: Context) -> str:
             k = int(count(c))

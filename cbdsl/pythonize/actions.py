@@ -134,8 +134,9 @@ class ActionWriter:
     def write_Cooldown(self, action: n.Cooldown, scope: Scope, rule: n.Rule,
                    guarded_calls: bool, later: list) -> list:
         count = self.expr(action.count, scope)
-        return [Line(f"self.{self.trackers[id(t)].attrs['cooldown_counter']} = {count.text}")
-                for t in trackers_of(rule) if isinstance(t, n.Stalls)]
+        held = ([self.tracker_by_name[action.tracker.name]] if action.tracker is not None
+                else [self.trackers[id(t)] for t in trackers_of(rule) if isinstance(t, n.Stalls)])
+        return [Line(f"self.{t.attrs['cooldown_counter']} = {count.text}") for t in held]
 
     def write_CallPython(self, action: n.CallPython, scope: Scope, rule: n.Rule,
                      guarded_calls: bool, later: list) -> list:

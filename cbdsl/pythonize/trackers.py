@@ -12,7 +12,7 @@ from cbdsl.pythonize.names import RESERVED_LOCALS, Scope, identifier
 from cbdsl.pythonize.sources import source_text
 from cbdsl.pythonize.tree import action_exprs
 from cbdsl.syntax import nodes as n
-from cbdsl.syntax.walk import walk
+from cbdsl.syntax.walk import flat_actions, walk
 
 
 @dataclass
@@ -44,6 +44,9 @@ class TrackerWriter:
                 name = tracker_name(node, index, k, rule)
                 found.append((node, name, rule, k, len(nodes)))
         single = len(found) == 1
+        held_by_name = {a.tracker.name for _, rule in self.rules
+                        for a in flat_actions(rule.actions)
+                        if isinstance(a, n.Cooldown) and a.tracker is not None}
         fields = ("wait", "best", "best_epoch", "value", "best_weights", "cooldown_counter",
                   "direction")
         for node, name, rule, k, count in found:
@@ -67,8 +70,9 @@ class TrackerWriter:
                 tracker.keeps = weights.value
             else:
                 tracker.keeps = weights
-            tracker.cooled = isinstance(node, n.Stalls) and any(
-                isinstance(a, n.Cooldown) for a in rule.actions)
+            tracker.cooled = isinstance(node, n.Stalls) and (name in held_by_name or any(
+                isinstance(a, n.Cooldown) and a.tracker is None
+                for a in flat_actions(rule.actions)))
             self.trackers[id(node)] = tracker
             self.tracker_by_name[name] = tracker
             if any(e.name == "metric_missing" for e in rule.events):

@@ -298,7 +298,8 @@ class Builder(Transformer):
         return n.Set(_ident(token), op, value, _span(meta), index)
 
     def cooldown(self, meta, children):
-        return n.Cooldown(children[0], _span(meta))
+        count, token = children
+        return n.Cooldown(count, _ident(token) if token is not None else None, _span(meta))
 
     def call(self, meta, children):
         token, arguments = children

@@ -83,8 +83,11 @@ class Set(Node):
 
 @dataclass(frozen=True)
 class Cooldown(Node):
+    """`cooldown N [of tracker]`: hold a `stalls` tracker for its next N checks."""
+
     children: ClassVar[tuple[str, ...]] = ("count",)
     count: Expr
+    tracker: Ident | None = None
     span: Span = _span()
 
 
