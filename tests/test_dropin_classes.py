@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import io
 from pathlib import Path
 
 import keras
@@ -43,12 +44,7 @@ def arguments_for(name: str, tmp_path) -> dict:
 
 # Attributes Keras's class stores that the drop-in does not hold alike (yet), with why. The
 # tests below fail when one of these starts to agree, or another starts to differ.
-KNOWN_AT_CONSTRUCTION = {
-    # the file and its writer are Python objects of Keras's class; the rules write each line
-    # whole (`write row`) and keep their columns under other names
-    "CSVLogger": {"writer", "csv_file"},
-    "ProgbarLogger": {"progbar"},  # Keras's Progbar object lives in the progress effect
-}
+KNOWN_AT_CONSTRUCTION: dict[str, set[str]] = {}
 KNOWN_AFTER_FIT = KNOWN_AT_CONSTRUCTION
 
 
@@ -68,6 +64,11 @@ def differing(theirs, ours) -> set[str]:
         if isinstance(value, list) and value and hasattr(value[0], "shape"):
             same = len(value) == len(mine) and all(np.array_equal(a, b)
                                                    for a, b in zip(value, mine, strict=True))
+        elif isinstance(value, io.IOBase):  # a handle: the same file, open or closed alike
+            same = type(mine) is type(value) and (mine.name, mine.closed) == (
+                value.name, value.closed)
+        elif isinstance(value, keras.utils.Progbar):
+            same = type(mine) is type(value) and mine.target == value.target
         else:
             same = value == mine or value is mine
         if not same:
@@ -203,6 +204,44 @@ def test_a_written_cooldown_counter_is_the_cooldown_the_rules_hold(written_at, c
             trace.append((float(model.optimizer.learning_rate), cb.wait, cb.cooldown_counter))
         traces.append(trace)
     assert traces[1] == traces[0]
+
+
+@pytest.mark.parametrize("name", ["EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint"])
+def test_monitor_op_once_fixed_stays_for_the_next_fit(name, tmp_path):
+    args = {"filepath": str(tmp_path / "m.weights.h5"),
+            "save_weights_only": True} if name == "ModelCheckpoint" else {}
+    model = _model()
+    ops = []
+    for cls in (getattr(keras.callbacks, name), getattr(dropin, name)):
+        cb = cls(monitor="val_accuracy", mode="max", **args)
+        cb.set_model(model)
+        cb.set_params({"epochs": 2, "steps": 1, "verbose": 0})
+        cb.on_train_begin()
+        cb.on_epoch_end(0, {"val_accuracy": 0.5})
+        cb.on_train_end()
+        cb.on_train_begin()  # the next fit
+        ops.append(cb.monitor_op)
+    assert ops[0] is ops[1] is keras.ops.greater
+
+
+def test_lambda_callback_s_functions_are_its_hooks_as_keras_sets_them():
+    def hooks(calls):
+        return {name: (lambda *a, name=name, **k: calls.append((name, a[:1])))
+                for name in ("on_epoch_end", "on_train_begin", "on_test_begin", "on_batch_end")}
+
+    made = []
+    for cls in (keras.callbacks.LambdaCallback, dropin.LambdaCallback):
+        calls = []
+        given = hooks(calls)
+        cb = cls(**given)
+        made.append((cb, calls))
+        assert all(getattr(cb, name) is fn for name, fn in given.items())
+        x = np.ones((8, 3), "float32")
+        _model().fit(x, x[:, :1], epochs=2, batch_size=4, validation_split=0.5, verbose=0,
+                     callbacks=[cb])
+    (theirs, their_calls), (ours, our_calls) = made
+    assert our_calls == their_calls and ("on_batch_end", (0,)) in our_calls
+    assert {k for k in public(theirs) if not hasattr(ours, k)} == set()
 
 
 def test_a_written_argument_binds_anew():

@@ -219,7 +219,8 @@ class ActionCompiler:
                     "E221", f"{where}: 'write row' needs a table, got {_short(values)}"))
             given = {k: options[k](c) if k in options else v for k, v in defaults.items()}
             runtime.write_row(target, values, separator=given["separator"],
-                              header=bool(given["header"]), append=bool(given["append"]))
+                              header=bool(given["header"]), append=bool(given["append"]),
+                              handles=c.cb.__dict__.setdefault("resources", {}))
             return f"write row to {target}"
         return write_row
 

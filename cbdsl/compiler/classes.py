@@ -31,6 +31,7 @@ class CompiledDefinition:
     records: bool = False
     exposed: dict[str, Any] = field(default_factory=dict)
     rest_parameter: str | None = None
+    handles: tuple[str, ...] = ()
 
     def members(self) -> dict[str, Any]:
         """The attributes a compiled callback reads its rules from."""
@@ -38,7 +39,8 @@ class CompiledDefinition:
                 "initial_variables": self.initial_variables,
                 "tracker_names": self.tracker_names, "kept": self.kept,
                 "trackers_by_event": self.trackers_by_event, "records": self.records,
-                "exposed": self.exposed, "rest_parameter": self.rest_parameter}
+                "exposed": self.exposed, "rest_parameter": self.rest_parameter,
+                "handles": self.handles}
 
 
 def compile_definition(definition: Definition, params: dict[str, Any],
@@ -64,14 +66,28 @@ def compile_definition(definition: Definition, params: dict[str, Any],
         rules_by_event, initial, tracker_names, kept,
         {e: [t for r in rules for t in r.trackers] for e, rules in rules_by_event.items()},
         events, needs_epoch, counts_steps, records, compiler.exposures(),
-        next((k for k, info in definition.params.items() if info.type == "keywords"), None))
+        next((k for k, info in definition.params.items() if info.type == "keywords"), None),
+        handles_of(definition))
+
+
+def handles_of(definition: Definition) -> tuple[str, ...]:
+    """The names under which a definition's actions and effects keep Python objects open
+    (`csv_file`, `progbar`): attributes of the callback, none until first used."""
+    found: dict[str, None] = {}
+    for rule in definition.rules:
+        for action in flat_actions(rule.actions):
+            spec = language.EFFECTS.get(action.full_name) if isinstance(action, n.Effect) \
+                else language.ACTIONS.get(type(action).__name__)
+            found.update(dict.fromkeys(spec.handles if spec is not None else ()))
+    return tuple(found)
 
 
 def hook_events(definition: Definition,
                 ruled: set[str]) -> tuple[set[language.Event], bool, bool, bool]:
     """The events whose hooks a callback overrides, given the events that have rules: those,
     the epoch's start where batch rules need the epoch, the end of train batches where steps
-    are counted, `train_begin` (state is reset there) and `train_end` for a History."""
+    are counted, `train_begin` (state is reset there) and `train_end` for a History and to
+    close a file that `write row` keeps open."""
     events = {language.EVENTS[e] for e in ruled}
     needs_epoch = any((e.level == "batch" and e.phase == "train") or e.name == "train_end"
                       for e in events)
@@ -81,8 +97,9 @@ def hook_events(definition: Definition,
     if counts_steps:
         events.add(language.EVENTS["train_batch_end"])
     events.add(language.EVENTS["train_begin"])
-    records = any(isinstance(a, n.Record) for r in definition.rules for a in r.actions)
-    if records:
+    actions = [a for r in definition.rules for a in flat_actions(r.actions)]
+    records = any(isinstance(a, n.Record) for a in actions)
+    if records or any(isinstance(a, n.WriteRow) for a in actions):  # history; a file to close
         events.add(language.EVENTS["train_end"])
     return events, needs_epoch, counts_steps, records
 

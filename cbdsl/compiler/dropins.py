@@ -120,6 +120,7 @@ def callback_class(definition: Definition, keras_class: type | None = None,
         "__init__": __init__, "__setattr__": _setattr,
         "records": records,
         "exposure_targets": _exposure_targets(definition),
+        "caller_hooks": _caller_hooks(definition),
     }
     hooks = set()
     for event in events:
@@ -140,6 +141,23 @@ def callback_class(definition: Definition, keras_class: type | None = None,
                     namespace[name] = getattr(keras.callbacks.Callback, name)
     namespace["generated_hooks"] = {h: namespace[h] for h in hooks}
     return type(class_name(definition.name), bases, namespace)
+
+
+def _caller_hooks(definition: Definition) -> frozenset[str]:
+    """The `python` parameters named after a Keras hook (`on_epoch_end`) of a definition whose
+    rules only call the caller's functions (LambdaCallback): a function given for one is that
+    hook of the instance, as Keras's LambdaCallback sets it."""
+    from keras.src.callbacks.callback import Callback
+
+    from cbdsl.syntax import nodes as n
+    from cbdsl.syntax.walk import flat_actions
+
+    if not all(isinstance(a, n.CallPython) for r in definition.rules
+               for a in flat_actions(r.actions)):
+        return frozenset()
+    return frozenset(name for name, info in definition.params.items()
+                     if info.type == "python" and name.startswith("on_")
+                     and callable(getattr(Callback, name, None)))
 
 
 def _exposure_targets(definition: Definition) -> dict[str, str]:
@@ -195,6 +213,11 @@ def _install(self, values: dict[str, Any]) -> None:
                 and language.EVENTS[event] not in compiled.events:
             default = getattr(keras.callbacks.Callback, hook)
             object.__setattr__(self, hook, types.MethodType(default, self))
+    for hook in cls.caller_hooks:  # the caller's function is the hook itself
+        if values.get(hook) is not None:
+            object.__setattr__(self, hook, values[hook])
+        elif hook in self.__dict__ and not isinstance(self.__dict__[hook], types.MethodType):
+            del self.__dict__[hook]
 
 
 def _plain(value: Any) -> Any:

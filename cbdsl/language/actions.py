@@ -38,6 +38,8 @@ class Action:
         word: how an error names it (`'stop' is not allowed in train_end`).
         hint: where it may run, in words, for that error.
         options: its `with (...)` options, by name.
+        handles: the Python objects it keeps open, readable as the callback's attributes
+            under these names (Keras's, such as CSVLogger's `csv_file`); none before use.
     """
 
     node: str
@@ -47,6 +49,7 @@ class Action:
     word: str = ""
     hint: str | None = None
     options: dict[str, Option] = field(default_factory=dict)
+    handles: tuple[str, ...] = ()
 
 
 POST_KINDS = ("json", "form")  # `post json|form BODY to URL`
@@ -98,7 +101,8 @@ ACTIONS: dict[str, Action] = {
                           "write a line of the table's keys before its values (default false)",
                           False),
                    Option("append", "bool", "false empties the file before writing "
-                          "(default true)", True))),
+                          "(default true)", True)),
+               handles=("csv_file", "writer")),
         Action("Post", "post json|form BODY to URL [with (...)] [else MESSAGE]",
                "send an HTTP POST of a table (first process only, bounded in time)",
                options=_options(

@@ -33,12 +33,15 @@ class Effect:
         params: the arguments, positional in this order, or by keyword.
         doc: what it does, in one sentence.
         events: the events where it may run (None: any event).
+        handles: the Python objects it keeps open, readable as the callback's attributes
+            under these names (Keras's, such as ProgbarLogger's `progbar`); none before use.
     """
 
     name: str
     params: tuple[EffectParam, ...]
     doc: str
     events: frozenset[str] | None = None
+    handles: tuple[str, ...] = ()
 
     def signature(self) -> str:
         args = [p.name if p.required else f"{p.name} = {rule_literal(p.default)}"
@@ -55,13 +58,14 @@ EFFECTS: dict[str, Effect] = {
     e.name: e
     for e in [
         Effect("progress.start", (EffectParam("target", "number"), _opt("verbose", "number", 1)),
-               "draw a new progress bar (Keras's Progbar) of `target` steps (none: unknown)"),
+               "draw a new progress bar (Keras's Progbar) of `target` steps (none: unknown)",
+               handles=("progbar",)),
         Effect("progress.update", (EffectParam("current", "number"), _opt("values", "table"),
                                    _opt("finalize", "bool", False), _opt("target", "number"),
                                    _opt("verbose", "number", 1)),
                "move the progress bar to step `current`, showing `values`; `finalize` ends the "
                "bar, first setting its target when one is given (a bar of `target` and "
-               "`verbose` is drawn when none was started)"),
+               "`verbose` is drawn when none was started)", handles=("progbar",)),
         Effect("ema.swap", (), "exchange the model's trainable weights and the optimizer's "
                "moving averages of them (an optimizer with use_ema=True)"),
         Effect("ema.finalize", (), "set the optimizer's moving averages to the model's weights"),

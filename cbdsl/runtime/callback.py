@@ -8,6 +8,7 @@ from typing import Any
 
 from cbdsl import language
 from cbdsl.runtime.effects import join_fit, run_deferred, take_restored
+from cbdsl.runtime.files import close_rows
 from cbdsl.runtime.monitor import resolve_direction
 from cbdsl.runtime.rules import CompiledRule, Context, TrackerSpec
 from cbdsl.runtime.state import CallbackState, Firing, TrackerState
@@ -53,6 +54,7 @@ def compiled_base() -> type:
         records = False  # whether a `record` action makes this a History
         deferred: Any = ()  # backups' rule states to write once this event's rules have run
         exposed: dict[str, Callable[[Context], Any]] = {}  # `expose NAME = EXPR`
+        handles: tuple[str, ...] = ()  # Python objects effects keep open (`csv_file`), by name
         rest_parameter: str | None = None  # the `keywords` parameter: Keras's **kwargs
 
         def __init__(self, arguments: dict[str, Any]):
@@ -66,15 +68,19 @@ def compiled_base() -> type:
             """Start every counter, best value and variable afresh (done at train begin).
 
             The recorded history is kept across `fit` calls, as Keras's History keeps it, and so
-            are `keep var` variables and trackers `with keep = true`.
+            are `keep var` variables and trackers `with keep = true`. A tracker's direction,
+            once fixed, is kept too, as Keras's `monitor_op` is.
             """
             old = self.__dict__.get("state")
             kept = self.kept if old is not None else frozenset()
+            before = old.trackers if old is not None else {}
             self.state = CallbackState(
                 variables={k: old.variables[k] if k in kept and k in old.variables else make()
                            for k, make in self.initial_variables.items()},
-                trackers={k: old.trackers[k] if k in kept and k in old.trackers
-                          else TrackerState() for k in self.tracker_names},
+                trackers={k: before[k] if k in kept and k in before
+                          else TrackerState(direction=before[k].direction if k in before
+                                            else None)
+                          for k in self.tracker_names},
                 history=old.history if old is not None else {})
 
         def step_index(self, batch: int | None) -> int | None:
@@ -113,8 +119,9 @@ def compiled_base() -> type:
 
         def __getattr__(self, name: str) -> Any:
             """Exposed attributes, arguments (and other keyword arguments, as LambdaCallback
-            keeps them), state variables, trackers by name, and for a callback with one
-            tracker Keras's MonitorCallback attributes (`wait`, `best`, `monitor_op`, ...)."""
+            keeps them), state variables, trackers by name, for a callback with one tracker
+            Keras's MonitorCallback attributes (`wait`, `best`, `monitor_op`, ...), and the
+            Python objects its effects keep open (`csv_file`, `writer`, `progbar`)."""
             if name in ("state", "tracker_names") or name.startswith("__"):
                 raise AttributeError(name)
             state = self.__dict__.get("state")
@@ -143,6 +150,8 @@ def compiled_base() -> type:
 
                     return {"min": keras.ops.less,
                             "max": keras.ops.greater}.get(tracker.direction)
+            if name in self.handles:  # none until an effect opens it
+                return self.__dict__.get("resources", {}).get(name)
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
         def __repr__(self) -> str:
@@ -180,10 +189,12 @@ def make_hook(event: language.Event, needs_epoch_begin: bool, counts_steps: bool
             if name in self.rules_by_event:
                 self._run(name, phase, logs)
             take_restored(self)  # a resumed backup's state for this callback
-    elif name == "train_end" and records:
+    elif name == "train_end":
         def hook(self, logs=None):
             self._run(name, phase, logs, self.state.epoch)
-            self.model.history = self  # `fit` returns the model's history: this one
+            close_rows(self.__dict__.get("resources", {}))  # a CSV file kept open, as Keras's
+            if records:
+                self.model.history = self  # `fit` returns the model's history: this one
     else:
         def hook(self, logs=None):
             self._run(name, phase, logs, self.state.epoch if name == "train_end" else None)

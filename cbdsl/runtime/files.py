@@ -122,7 +122,8 @@ def csv_cell(value: Any) -> Any:
 
 
 def write_row(path: str, row: dict[str, Any] | None, *, separator: str = ",",
-              header: bool = False, append: bool = True) -> None:
+              header: bool = False, append: bool = True,
+              handles: dict[str, Any] | None = None) -> None:
     """`write row`: a table's values as one CSV line at the end of a file, as Keras's CSVLogger.
 
     The line is written by `csv.writer` in the Excel dialect with `separator` as delimiter
@@ -132,8 +133,15 @@ def write_row(path: str, row: dict[str, Any] | None, *, separator: str = ",",
     path raise Python's `OSError` (`FileNotFoundError`, `IsADirectoryError`,
     `PermissionError`), as Keras does. Only the writing process of a multi-process job writes
     (see `is_writer`).
+
+    Given `handles` (a callback's resources), the file stays open between rows, as Keras's
+    CSVLogger keeps it, under `csv_file`, with the latest row's writer under `writer`; each
+    line is flushed whole, and `close_rows` closes the file when training ends.
     """
     if not is_writer():
+        return
+    if handles is not None:
+        _kept_row(path, row, separator, header, append, handles)
         return
     with open(path, "a" if append else "w") as f:
         if row is None:
@@ -142,6 +150,32 @@ def write_row(path: str, row: dict[str, Any] | None, *, separator: str = ",",
         if header:
             writer.writerow(list(row))
         writer.writerow([csv_cell(value) for value in row.values()])
+
+
+def _kept_row(path: str, row: dict[str, Any] | None, separator: str, header: bool,
+              append: bool, handles: dict[str, Any]) -> None:
+    f = handles.get("csv_file")
+    if not append or f is None or f.closed or f.name != path:
+        close_rows(handles)
+        if not append:
+            open(path, "w").close()
+        # kept open until training ends; "a": at the end, whatever else writes there
+        f = handles["csv_file"] = open(path, "a")  # noqa: SIM115
+    if row is None:
+        return
+    writer = handles["writer"] = csv.writer(f, dialect=_dialect(separator))
+    if header:
+        writer.writerow(list(row))
+    writer.writerow([csv_cell(value) for value in row.values()])
+    f.flush()
+
+
+def close_rows(handles: dict[str, Any]) -> None:
+    """Close the file `write row` keeps open (it stays readable as `csv_file`, closed)."""
+    f = handles.get("csv_file")
+    if f is not None and not f.closed:
+        f.close()
+    handles["writer"] = None
 
 
 def _dialect(separator: str) -> type[csv.Dialect]:
