@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -18,6 +19,8 @@ from cbdsl import callbacks as dropin
 from cbdsl.conformance import artifacts
 from cbdsl.conformance.artifacts import effects
 from cbdsl.diagnostics import CbdslCheckError
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
 
 CASES = [(spec.name, scenario.name) for spec in effects.EFFECT_SPECS
          for scenario in spec.scenarios]
@@ -258,8 +261,8 @@ def test_predict_leaves_the_averages_in_the_model_as_keras_does_unless_asked_not
     assert keras_before != keras_after  # Keras's bug: training goes on from the averages
     ours = _predict_each_epoch(dropin.SwapEMAWeights())
     assert ours == (keras_before, keras_after)
-    fixed_before, fixed_after = _predict_each_epoch(
-        dropin.SwapEMAWeights(restore_after_predict=True))
+    fixed = cbdsl.callback_class(str(EXAMPLES / "swap_ema_after_predict.cbd"))
+    fixed_before, fixed_after = _predict_each_epoch(fixed())
     assert fixed_before == fixed_after
     assert fixed_before[0] == keras_before[0]
 

@@ -50,8 +50,7 @@ def test_each_spec_names_a_keras_class_its_drop_in_and_a_quick_subset(spec):
     assert owner.cbdsl() is getattr(dropin, owner.keras_name)
     ours = [p.name for p in inspect.signature(owner.cbdsl()).parameters.values()]
     keras_names = list(inspect.signature(owner.reference()).parameters)
-    extra = ["restore_after_predict"] if spec == "swap_ema_weights" else []  # a Keras bug's fix
-    assert ours == keras_names + extra
+    assert ours == keras_names
     names = [s.name for s in owner.scenarios]
     assert len(set(names)) == len(names) and set(owner.known) <= set(names)
     assert 0 < len(owner.selected(quick=True)) < len(names)

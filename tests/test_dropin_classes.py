@@ -91,11 +91,7 @@ def test_every_drop_in_is_a_subclass_of_keras_s_own_class(name):
 def test_constructor_signature_is_keras_s(name):
     ours = inspect.signature(getattr(dropin, name))
     theirs = inspect.signature(getattr(keras.src.callbacks, name))
-    if name == "SwapEMAWeights":  # one argument more, after Keras's: a fix, off by default
-        assert list(ours.parameters.values())[:-1] == list(theirs.parameters.values())
-        assert ours.parameters["restore_after_predict"].default is False
-    else:
-        assert ours == theirs
+    assert ours == theirs
 
 
 def test_a_bad_call_is_python_s_type_error():

@@ -24,8 +24,6 @@ RULE_FILES = {"EarlyStopping": "early_stopping", "ReduceLROnPlateau": "reduce_lr
               "RemoteMonitor": "remote_monitor", "ProgbarLogger": "progbar_logger",
               "SwapEMAWeights": "swap_ema_weights", "BackupAndRestore": "backup_and_restore",
               "TensorBoard": "tensorboard"}
-# arguments beyond Keras's, after them: the fix of a Keras bug, off by default
-EXTRA = {"SwapEMAWeights": [("restore_after_predict", False)]}
 
 
 def reference(name: str):
@@ -45,7 +43,7 @@ def arguments(fn) -> list[tuple[str, object]]:
 
 @pytest.mark.parametrize("name", [*KERAS_NAMES, "BaseLogger"])
 def test_dropin_has_the_keras_signature(name):
-    expected = arguments(reference(name).__init__)[1:] + EXTRA.get(name, [])
+    expected = arguments(reference(name).__init__)[1:]
     assert arguments(getattr(dropin, name)) == expected
 
 
@@ -53,7 +51,7 @@ def test_dropin_has_the_keras_signature(name):
 def test_rule_file_parameters_are_the_keras_arguments(name):
     checked = cbdsl.check(dropin.rule_file(RULE_FILES[name]))
     (definition,) = [d for d in checked.definitions.values() if d.node is not None]
-    keras_args = dict(arguments(reference(name).__init__)[1:] + EXTRA.get(name, []))
+    keras_args = dict(arguments(reference(name).__init__)[1:])
     declared = list(definition.params)
     if any(info.type == "keywords" for info in definition.params.values()):
         # Keras's `**kwargs`: a `keywords` parameter, and those given through it after it
