@@ -48,6 +48,7 @@ NOT_EXPRESSIBLE: dict[str, str] = {
     "model_checkpoint.cbd": "fill() and the tracker option 'only'",
     "progbar_logger.cbd": "the effects progress.start and progress.update",
     "swap_ema_weights.cbd": "the effects ema.swap and ema.finalize",
+    "swap_ema_after_predict.cbd": "the effect ema.swap (it extends swap_ema_weights.cbd)",
     "backup_and_restore.cbd": "the effects backup.store, backup.resume and backup.clear",
     "tensorboard.cbd": "the tensorboard effects",
 }
