@@ -40,6 +40,7 @@ CODES: dict[str, str] = {
     "E220": "mode 'auto' needs a metric name",
     "E221": "type mismatch",
     "E222": "unknown effect",
+    "E223": "value out of bounds",
     "E301": "invalid value passed to compile",
     "E302": "requirement not met",
     "E401": "learning rate cannot be set",
@@ -202,6 +203,16 @@ class CbdslError(Exception):
 
     def render(self) -> str:
         return "\n".join(d.render() for d in self.diagnostics)
+
+    def located(self, path: str, source: str | None, span: Span | None) -> CbdslError:
+        """This error, its diagnostics without a place put at `span` of `path` (a run-time
+        error raised below the rule that ran it); itself when every one has a place."""
+        if span is None or all(d.span is not None for d in self.diagnostics):
+            return self
+        placed = [d if d.span is not None else
+                  Diagnostic(d.code, d.message, span, path, source, d.hint, d.related)
+                  for d in self.diagnostics]
+        return type(self)(placed)
 
     def __reduce__(self):  # picklable across processes
         return (type(self), (self.diagnostics,))

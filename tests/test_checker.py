@@ -145,6 +145,50 @@ CASES = {
         "<string>:1:17: error E205: 'cooldown' needs a 'stalls' predicate in the same rule\n"
         "1 | on epoch_end do cooldown 2\n"
         "                    ^^^^^^^^^^ or name one: `cooldown N of TRACKER`"),
+    "E223-negative-learning-rate": (
+        "on epoch_end do lr = -1",
+        "<string>:1:22: error E223: the learning rate must be finite and not negative, got -1\n"
+        "1 | on epoch_end do lr = -1\n"
+        "                         ^^"),
+    "E223-constant-past-the-float-range": (
+        "on epoch_end when 10 ** 10 ** 10 > 1 do stop",
+        "<string>:1:19: error E223: this constant is beyond the float range (it would be inf)\n"
+        "1 | on epoch_end when 10 ** 10 ** 10 > 1 do stop\n"
+        "                      ^^^^^^^^^^^^^^ write inf, or a smaller number"),
+    "E221-integer-format-of-a-float-metric": (
+        'on epoch_end do print "{loss:03d}"',
+        "<string>:1:23: error E221: template field '{loss:03d}': format 'd' takes an integer; "
+        "'loss' is a number (Keras logs metrics as floats)\n"
+        '1 | on epoch_end do print "{loss:03d}"\n'
+        "                          ^^^^^^^^^^^^ show it rounded with {loss:03.0f}"),
+    "E221-string-ordered-with-a-number": (
+        'on epoch_end when epoch < "a" do stop',
+        "<string>:1:19: error E221: '<' compares two numbers or two strings, not a string and "
+        "a number\n"
+        '1 | on epoch_end when epoch < "a" do stop\n'
+        "                      ^^^^^^^^^^^"),
+    "E221-minus-a-string": (
+        'on epoch_end do log x = -"a"',
+        "<string>:1:25: error E221: '-' needs a number, not a str\n"
+        '1 | on epoch_end do log x = -"a"\n'
+        "                            ^^^^"),
+    "E221-string-grown-by-a-number": (
+        'var s = "a"\non epoch_end do set s += 1',
+        "<string>:2:17: error E221: '+' joins two strings, got str and int\n"
+        "2 | on epoch_end do set s += 1\n"
+        "                    ^^^^^^^^^^ make text with a template: fill(\"{x}\")"),
+    "E203-initial-value-of-the-wrong-type": (
+        'var x = int("a")\non epoch_end do log y = x',
+        "<string>:1:13: error E203: 'int' needs numbers, got a str\n"
+        '1 | var x = int("a")\n'
+        "                ^^^"),
+    "E215-format-width-past-the-bound": (
+        'on epoch_end do print "{loss:>1000000000}"',
+        "<string>:1:23: error E215: template field '{loss:>1000000000}': the width "
+        "1,000,000,000 of '>1000000000' is past 1000\n"
+        '1 | on epoch_end do print "{loss:>1000000000}"\n'
+        "                          ^^^^^^^^^^^^^^^^^^^^ fields are plain names with an optional "
+        "format spec: {val_loss:.4f}"),
     "E206-cooldown-of-unknown-tracker": (
         "on epoch_end when loss stalls 2 as plateau do stop\non epoch_end do cooldown 2 of platea",
         "<string>:2:31: error E206: no tracker named 'platea'\n"
@@ -349,7 +393,7 @@ CASES = {
         "                              ^^"),
     "E221-logs-compared-as-a-number": (
         "on epoch_end when logs > 1 do stop",
-        "<string>:1:19: error E221: '>' compares numbers, not a table\n"
+        "<string>:1:19: error E221: '>' compares numbers or strings, not a table\n"
         "1 | on epoch_end when logs > 1 do stop\n"
         "                      ^^^^"),
     # ------------------------------------------------------------- E215
@@ -482,7 +526,7 @@ def test_rendered_diagnostic(source, expected):
 def test_every_error_code_the_checker_emits_is_covered():
     emitted = {"E201", "E202", "E203", "E204", "E205", "E206", "E207", "E208", "E209", "E210",
                "E211", "E212", "E213", "E214", "E215", "E216", "E217", "E218", "E219", "E220",
-               "E221", "E222"}
+               "E221", "E222", "E223"}
     covered = {name[:4] for name in CASES}
     assert emitted <= covered
     assert emitted == {c for c in CODES if c.startswith("E2")}

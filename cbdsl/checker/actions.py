@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 from cbdsl import language
-from cbdsl.checker.constants import NotConstant, const_value
-from cbdsl.checker.templates import template_fields, template_problem
+from cbdsl.checker.constants import NotConstant, const_value, folded
+from cbdsl.checker.templates import template_fields, template_problem, template_specs
 from cbdsl.diagnostics import did_you_mean
+from cbdsl.language import values
+from cbdsl.language.formats import INT_CODES, NUMBER_CODES, spec_type
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import walk
 
 ROW_OPTIONS = language.ACTIONS["WriteRow"].options
 POST_OPTIONS = language.ACTIONS["Post"].options
-
 
 
 class ActionChecks:
@@ -46,6 +49,9 @@ class ActionChecks:
             self.report("E221", f"'{action.var.name}' is not a table; only a table has "
                         "entries to set", action.var.span,
                         f"declare it with `var {action.var.name} = {{}}`")
+        elif action.index is None and action.op != "=":
+            self.check_operands(action.op.rstrip("="), self.scope.variables[action.var.name],
+                                self.scope.infer(action.value, self.checker, None), action.span)
         self.check_expr(action.index)
         self.check_expr(action.value)
 
@@ -230,6 +236,11 @@ class ActionChecks:
         kind = self.scope.infer(expr, self.checker, None)
         if kind in ("str", "table", "bool", "none"):
             self.report("E221", f"the learning rate must be a number, not a {kind}", expr.span)
+            return
+        value = folded(expr, self.scope.params)
+        if values.is_number(value) and (not math.isfinite(value) or value < 0):
+            self.report("E223", f"the learning rate must be finite and not negative, got "
+                        f"{value!r}", expr.span)
 
     def check_template(self, expr: n.Expr) -> None:
         self.check_expr(expr)
@@ -243,8 +254,39 @@ class ActionChecks:
                 self.report("E215", problem, expr.span,
                             "a dotted field reads a tracker: `X stalls 3 as plateau` gives "
                             "{plateau.best_epoch}")
+            else:
+                self.check_specs(expr)
         elif self.scope.infer(expr, self.checker, None) not in ("str", "any"):
             self.report("E221", "a template must be a string", expr.span)
+
+    def check_specs(self, expr: n.String) -> None:
+        """Each field's format spec against the field's type, where the check knows it: an
+        integer format (`d`) of a float metric, a number format of a string."""
+        for name, spec in template_specs(expr.value):
+            code = spec_type(spec)
+            if code is None:
+                continue
+            kind = self.field_type(name)
+            if code in INT_CODES and kind in ("float", "number"):
+                self.report("E221", f"template field '{{{name}:{spec}}}': format '{code}' takes "
+                            f"an integer; '{name}' is a {'float' if kind == 'float' else 'number'}"
+                            " (Keras logs metrics as floats)", expr.span,
+                            f"show it rounded with {{{name}:{spec[:-1]}.0f}}")
+            elif code in INT_CODES | NUMBER_CODES and kind in ("str", "table"):
+                self.report("E221", f"template field '{{{name}:{spec}}}': format '{code}' takes "
+                            f"a number; '{name}' is a {kind}", expr.span)
+            elif code == "s" and kind in ("int", "float", "number", "bool"):
+                self.report("E221", f"template field '{{{name}:{spec}}}': format 's' takes a "
+                            f"string; '{name}' is a {kind}", expr.span,
+                            f"drop the 's': {{{name}:{spec[:-1]}}}")
+
+    def field_type(self, name: str) -> str:
+        """The type of a template field: 1-based counters are ints, the rest as expressions."""
+        if "." in name:
+            return language.TRACKER_FIELD_TYPES.get(name.split(".", 1)[1], "any")
+        if name in self.scope.locals:
+            return "any"
+        return self.scope.infer(n.Name(name), self.checker, None)
 
     def tracker_field_problem(self, text: str) -> str | None:
         """Why a dotted template field is refused: it must be TRACKER.field."""

@@ -19,6 +19,7 @@ from cbdsl.checker.definitions import (
     ParamInfo,
 )
 from cbdsl.diagnostics import Span
+from cbdsl.language import values
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import walk
 
@@ -53,6 +54,29 @@ def const_value(expr: n.Expr | None, params: dict[str, ParamInfo] | None = None)
             table[key] = const_value(v, params)
         return table
     raise NotConstant(expr.span if expr is not None else Span(0, 0, 0, 0))
+
+
+UNKNOWN = object()  # what `folded` gives for an expression the check cannot compute
+
+
+def folded(expr: n.Expr | None, params: dict[str, ParamInfo] | None = None) -> Any:
+    """The value of an expression of constants and arithmetic on them, computed as the run
+    computes it (within the language's bounds), else UNKNOWN."""
+    if isinstance(expr, n.BinOp):
+        left, right = folded(expr.left, params), folded(expr.right, params)
+        if left is UNKNOWN or right is UNKNOWN:
+            return UNKNOWN
+        try:
+            return values.arithmetic(expr.op, left, right)
+        except ValueError:
+            return UNKNOWN
+    if isinstance(expr, n.Unary) and expr.op == "-":
+        operand = folded(expr.operand, params)
+        return -operand if values.is_number(operand) else UNKNOWN
+    try:
+        return const_value(expr, params)
+    except NotConstant:
+        return UNKNOWN
 
 
 def _const_ok(expr, params) -> bool:

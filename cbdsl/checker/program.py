@@ -171,6 +171,7 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
                             self.origin(var, definition))
             else:
                 scope.variables[name] = scope.infer(var.value, self, None)
+                RuleChecker(self, scope, var).check_expr(var.value)
                 node = training_only(var.value, definition.params)
                 if node is not None:
                     self.report("E219", f"the initial value of '{name}' must be known before "

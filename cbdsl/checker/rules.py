@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from cbdsl import language
 from cbdsl.checker.actions import ActionChecks
-from cbdsl.checker.constants import NotConstant, _const_ok, const_value, training_only
+from cbdsl.checker.constants import NotConstant, _const_ok, const_value, folded, training_only
 from cbdsl.checker.definitions import COMMON_METRICS
 from cbdsl.checker.order import filter_counter
 from cbdsl.checker.scope import Scope
 from cbdsl.checker.trackers import metric_name_of, mode_of
 from cbdsl.diagnostics import did_you_mean
+from cbdsl.language import values
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import walk
 
@@ -121,11 +123,40 @@ class RuleChecker(ActionChecks):
     def check_BinOp(self, node: n.BinOp) -> None:
         for side in (node.left, node.right):
             kind = self.scope.infer(side, self.checker, None)
-            if kind in ("str", "table", "bool") and not (
+            if kind in ("str", "table", "bool", "none") and not (
                     node.op == "+" and kind == "str"
                     and self.scope.infer(node.left, self.checker, None) in ("str", "any")
                     and self.scope.infer(node.right, self.checker, None) in ("str", "any")):
                 self.report("E221", f"'{node.op}' needs numbers, not a {kind}", side.span)
+                return
+        self.check_operands(node.op, self.scope.infer(node.left, self.checker, None),
+                            self.scope.infer(node.right, self.checker, None), node.span)
+        value = folded(node, self.scope.params)
+        if values.is_number(value) and math.isinf(value) and all(
+                math.isfinite(v) for v in (folded(node.left, self.scope.params),
+                                           folded(node.right, self.scope.params))):
+            self.report("E223", "this constant is beyond the float range (it would be inf)",
+                        node.span, "write inf, or a smaller number")
+
+    def check_operands(self, op: str, left: str, right: str, span) -> None:
+        """`a op b` (or `set a op= b`) for operand types the check knows: numbers, or `+` of
+        two strings."""
+        if "any" in (left, right):
+            return
+        if op == "+" and "str" in (left, right):
+            if left != right:
+                self.report("E221", f"'+' joins two strings, got {left} and {right}", span,
+                            "make text with a template: fill(\"{x}\")")
+            return
+        for kind in (left, right):
+            if not language.is_number(kind):
+                self.report("E221", f"'{op}' needs numbers, not a {kind}", span)
+                return
+
+    def check_Unary(self, node: n.Unary) -> None:
+        kind = self.scope.infer(node.operand, self.checker, None)
+        if node.op in "+-" and kind in ("str", "table", "bool", "none"):
+            self.report("E221", f"'{node.op}' needs a number, not a {kind}", node.span)
 
     def check_Compare(self, node: n.Compare) -> None:
         left = node.first
@@ -136,9 +167,16 @@ class RuleChecker(ActionChecks):
                     self.report("E221", f"'{op}' needs a table or a list on its right",
                                 right.span)
             elif op not in ("==", "!="):
+                kinds = {self.scope.infer(side, self.checker, None) for side in (left, right)}
                 for side in (left, right):
-                    if self.scope.infer(side, self.checker, None) == "table":
-                        self.report("E221", f"'{op}' compares numbers, not a table", side.span)
+                    if self.scope.infer(side, self.checker, None) in ("table", "bool"):
+                        self.report("E221", f"'{op}' compares numbers or strings, not a "
+                                    f"{self.scope.infer(side, self.checker, None)}", side.span)
+                        break
+                else:
+                    if "str" in kinds and kinds & language.NUMBER_TYPES:
+                        self.report("E221", f"'{op}' compares two numbers or two strings, not "
+                                    "a string and a number", node.span)
             left = right
 
     def check_Name(self, node: n.Name) -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import string
 
+from cbdsl.language.formats import spec_problem
+
 _FORMATTER = string.Formatter()
+def template_specs(text: str) -> list[tuple[str, str]]:
+    """Each field's name and format spec."""
+    try:
+        return [(name, spec or "") for _, name, spec, _ in _FORMATTER.parse(text) if name]
+    except ValueError:
+        return []
 
 
 def template_fields(text: str) -> list[str]:
@@ -32,4 +40,7 @@ def template_problem(text: str) -> str | None:
                     f"drop '!{conversion}'")
         if spec and "{" in spec:
             return f"template field '{{{name}}}' has a nested field in its format spec"
+        problem = spec_problem(spec or "")
+        if problem:
+            return f"template field '{{{name}:{spec}}}': {problem}"
     return None

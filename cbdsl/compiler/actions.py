@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import operator
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -10,20 +10,16 @@ from typing import Any
 from cbdsl import language, runtime
 from cbdsl.compiler.expressions import ExprCompiler
 from cbdsl.diagnostics import (
-    CbdslRuntimeError,
-    Diagnostic,
     MissingKeyFailure,
     RuleFailure,
 )
+from cbdsl.language import values
 from cbdsl.runtime import effects
 from cbdsl.runtime.rules import CompiledRule, Context, _num, _short
 from cbdsl.syntax import nodes as n
 
 Action = Callable[[Context], str]  # a compiled action: runs, and says what it did
 POST_DEFAULTS = {k: o.default for k, o in language.ACTIONS["Post"].options.items()}
-_ASSIGN: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.add, "-=": operator.sub, "*=": operator.mul, "/=": operator.truediv,
-}
 
 
 class ActionCompiler:
@@ -40,11 +36,11 @@ class ActionCompiler:
 
     def visit_Assign(self, action: n.Assign, rule: CompiledRule,
                      exprs: ExprCompiler, where: str) -> Action:
-        value, op = exprs.compile(action.value), _ASSIGN.get(action.op)
+        value, op = exprs.compile(action.value), action.op.rstrip("=")
 
         def assign(c: Context) -> str:
             old = c.lr()
-            new = value(c) if op is None else op(old, value(c))
+            new = value(c) if not op else _update(op, old, value(c), action, exprs)
             runtime.write_lr(c.cb.model, new, where)
             c._lr = None
             return f"lr {_num(old)} -> {_num(c.lr())}"
@@ -90,6 +86,8 @@ class ActionCompiler:
 
         def log(c: Context) -> str:
             key = fixed if computed is None else computed(c)
+            if not isinstance(key, str):
+                raise exprs.error(action.key_expr, f"a log key is a string, got {_short(key)}")
             v = value(c)
             if c.logs is not None:
                 c.logs[key] = v
@@ -112,7 +110,8 @@ class ActionCompiler:
 
         def write_file(c: Context) -> str:
             target = path(c)
-            runtime.write_text(target, str(text(c)), append=mode == "append", where=where)
+            runtime.write_text(target, text_of(text(c), action.text, exprs),
+                               append=mode == "append", where=where)
             return f"{mode} {target}"
         return write_file
 
@@ -145,23 +144,33 @@ class ActionCompiler:
 
     def visit_Set(self, action: n.Set, rule: CompiledRule,
                   exprs: ExprCompiler, where: str) -> Action:
-        var, value, op = action.var.name, exprs.compile(action.value), _ASSIGN.get(action.op)
+        var, value, op = action.var.name, exprs.compile(action.value), action.op.rstrip("=")
 
         if action.index is not None:
             key_of = exprs.compile(action.index)
 
             def set_entry(c: Context) -> str:
                 table, key = c.cb.state.variables[var], key_of(c)
-                if op is not None and key not in table:
-                    raise CbdslRuntimeError(Diagnostic(
-                        "E221", f"{where}: '{var}' has no entry {key!r} to update"))
-                table[key] = value(c) if op is None else op(table[key], value(c))
+                if not isinstance(table, dict):
+                    raise exprs.error(action.var, f"'{var}' is not a table: {_short(table)}")
+                if not isinstance(key, str | int | float | bool) and key is not None:
+                    raise exprs.error(action.index, "a table's key is a number, a string, "
+                                      f"true, false or none, got {_short(key)}")
+                if op and key not in table:
+                    raise exprs.error(action.index, f"'{var}' has no entry {key!r} to update")
+                try:
+                    values.check_table_size(table, key)
+                except ValueError as exc:
+                    raise exprs.error(action, f"'{var}': {exc}") from None
+                table[key] = value(c) if not op else _update(op, table[key], value(c), action,
+                                                             exprs)
                 return f"set {var}[{key!r}] = {_num(table[key])}"
             return set_entry
 
         def set_(c: Context) -> str:
             variables = c.cb.state.variables
-            variables[var] = value(c) if op is None else op(variables[var], value(c))
+            variables[var] = value(c) if not op else _update(op, variables[var], value(c),
+                                                             action, exprs)
             return f"set {var} = {_num(variables[var])}"
         return set_
 
@@ -172,7 +181,11 @@ class ActionCompiler:
             t.name for t in rule.trackers if t.stalls is not None]
 
         def cooldown(c: Context) -> str:
-            k = int(count(c))
+            k = count(c)
+            if not values.is_number(k) or not math.isfinite(k) or k < 0:
+                raise exprs.error(action.count, "a cooldown is a number of checks, not "
+                                  f"negative, got {_short(k)}")
+            k = int(k)
             for name in names:
                 c.cb.state.trackers[name].cooldown = k
             return f"cooldown {k}" if k else ""
@@ -198,10 +211,15 @@ class ActionCompiler:
         given = {**{names[i]: exprs.compile(a) for i, a in enumerate(action.args)},
                  **{k.name.name: exprs.compile(k.value) for k in action.keywords}}
         defaults = {p.name: p.default for p in spec.params if not p.required}
+        kinds = {p.name: p.type for p in spec.params}
         run = effects.IMPLEMENTATIONS[spec.name]
 
         def effect(c: Context) -> str:
             arguments = {**defaults, **{k: fn(c) for k, fn in given.items()}}
+            for name, value in arguments.items():
+                if value is not None and not values.matches(kinds[name], value):
+                    raise exprs.error(action, f"{spec.name}() takes a {kinds[name]} as "
+                                      f"'{name}', got {values.describe(value)}")
             return run(c.cb, where=where, **arguments)
         return effect
 
@@ -215,9 +233,11 @@ class ActionCompiler:
         def write_row(c: Context) -> str:
             target, values = str(path(c)), row(c)
             if values is not None and not isinstance(values, dict):
-                raise CbdslRuntimeError(Diagnostic(
-                    "E221", f"{where}: 'write row' needs a table, got {_short(values)}"))
+                raise exprs.error(action.row, f"'write row' needs a table, got {_short(values)}")
             given = {k: options[k](c) if k in options else v for k, v in defaults.items()}
+            if not isinstance(given["separator"], str) or len(given["separator"]) != 1:
+                raise exprs.error(action, "the separator of 'write row' is one character, got "
+                                  f"{_short(given['separator'])}")
             runtime.write_row(target, values, separator=given["separator"],
                               header=bool(given["header"]), append=bool(given["append"]),
                               handles=c.cb.__dict__.setdefault("resources", {}))
@@ -238,11 +258,17 @@ class ActionCompiler:
             headers = options["headers"](c) if "headers" in options else None
             timeout = options["timeout"](c) if "timeout" in options else POST_DEFAULTS["timeout"]
             if not isinstance(target, str):
-                raise CbdslRuntimeError(Diagnostic(
-                    "E221", f"{where}: 'post' needs a URL string, got {_short(target)}"))
+                raise exprs.error(action.url, f"'post' needs a URL string, got {_short(target)}")
             if kind == "form" and not isinstance(payload, dict):
-                raise CbdslRuntimeError(Diagnostic(
-                    "E221", f"{where}: 'post form' needs a table, got {_short(payload)}"))
+                raise exprs.error(action.body, f"'post form' needs a table, got "
+                                  f"{_short(payload)}")
+            if not values.is_number(timeout) or not 0 < timeout <= 3600:
+                raise exprs.error(action, "the timeout of 'post' is a number of seconds, above "
+                                  f"0 and at most 3600, got {_short(timeout)}")
+            if headers is not None and not (isinstance(headers, dict) and all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in headers.items())):
+                raise exprs.error(action, "the headers of 'post' are a table of strings, got "
+                                  f"{_short(headers)}")
             if runtime.post(target, payload, kind=kind, headers=headers, timeout=timeout,
                             owner=owner, unhandled=otherwise is None):
                 return f"post {kind} to {target}"
@@ -263,6 +289,9 @@ class ActionCompiler:
             items = iterable(c)
             if items is None:
                 return ""
+            if not isinstance(items, dict | list | tuple | str):
+                raise exprs.error(loop.iterable, "'for' needs a table, a list or a string, got "
+                                  f"{_short(items)}")
             if isinstance(items, dict):  # a snapshot: the body may write into the same table
                 entries = list(items.items()) if len(names) == 2 else list(items)
             else:
@@ -282,3 +311,20 @@ class ActionCompiler:
                 c.locals = outer
             return f"for {', '.join(names)}: {count} times" if count else ""
         return run
+
+
+def _update(op: str, old: Any, given: Any, action: n.Node, exprs: ExprCompiler) -> Any:
+    """`x op= value`, as the expression `x op value` computes it."""
+    try:
+        return values.arithmetic(op, old, given)
+    except ValueError as exc:
+        raise exprs.error(action, str(exc)) from None
+
+
+def text_of(value: Any, node: n.Node, exprs: ExprCompiler) -> str:
+    """A value as the text `write` and `append` put in a file, within bounds."""
+    try:
+        return values.check_text(value if isinstance(value, str) else str(value))
+    except (ValueError, RecursionError) as exc:  # a table that holds itself
+        raise exprs.error(node, f"cannot write {type(value).__name__} as text: {exc}") \
+            from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -9,15 +10,16 @@ from typing import Any
 from cbdsl import language, runtime
 from cbdsl.checker import Definition
 from cbdsl.checker.order import filter_counter
-from cbdsl.checker.templates import template_fields
+from cbdsl.checker.templates import template_fields, template_problem
 from cbdsl.checker.trackers import metric_name_of, restored_trackers, tracker_name, trackers_of
-from cbdsl.compiler.actions import ActionCompiler
+from cbdsl.compiler.actions import ActionCompiler, text_of
 from cbdsl.compiler.expressions import ExprCompiler, name_reader
 from cbdsl.diagnostics import (
     CbdslCompileError,
     Diagnostic,
     RequirementError,
 )
+from cbdsl.language import values
 from cbdsl.runtime.rules import CompiledRule, Context, TrackerSpec
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import child_fields, unconditional
@@ -42,9 +44,15 @@ class DefinitionCompiler(ActionCompiler):
         self.restored = restored_trackers(definition.rules)
         self.schedules = frozenset(k for k, info in definition.params.items()
                                    if info.type == "schedule")
+        self.origin = (definition.path, definition.source)
+
+    def expressions(self, where: str, variables: set[str] | None = None) -> ExprCompiler:
+        """The compiler of this definition's expressions, its errors naming `where`."""
+        return ExprCompiler(self.params, self.variables if variables is None else variables,
+                            {}, where, self.schedules, origin=self.origin)
 
     def constant(self, expr: n.Expr, what: str) -> Any:
-        fn = ExprCompiler(self.params, set(), {}, self.label).compile(expr)
+        fn = self.expressions(self.label, set()).compile(expr)
         try:
             return fn(None)
         except (AttributeError, TypeError) as exc:
@@ -65,7 +73,7 @@ class DefinitionCompiler(ActionCompiler):
 
     def exposures(self) -> dict[str, Any]:
         """`expose NAME = EXPR`: each attribute as a closure over a context without an event."""
-        exprs = ExprCompiler(self.params, self.variables, {}, self.label, self.schedules)
+        exprs = self.expressions(self.label)
         return {e.name.name: exprs.compile(e.value) for e in self.definition.exposures}
 
     def rules(self) -> dict[str, list[CompiledRule]]:
@@ -84,25 +92,30 @@ class DefinitionCompiler(ActionCompiler):
     def rule(self, rule: n.Rule, index: int) -> CompiledRule | None:
         label = rule.label.name if rule.label else f"rule@{rule.span.line}"
         where = f"{self.label}: {label}"
-        exprs = ExprCompiler(self.params, self.variables, {}, where, self.schedules)
+        exprs = self.expressions(where)
         exprs.fields = lambda name, c: self.field(name, c, exprs)
         events = [language.resolve_event(i.name) for i in rule.events]
-        priority = int(self.constant(rule.priority.value, "priority")) if rule.priority else 0
+        priority = self.count(rule.priority.value, "priority", low=-(2 ** 31)) \
+            if rule.priority else 0
         compiled = CompiledRule(label, rule.span.line, index, priority,
-                                {e.name: e.phase for e in events})
+                                {e.name: e.phase for e in events}, origin=self.origin,
+                                span=rule.span)
         for f in rule.filters:
             kind = type(f).__name__.lower()
-            count = int(self.constant(f.at if isinstance(f, n.Once) else f.count, kind))
+            count = self.count(f.at if isinstance(f, n.Once) else f.count, kind,
+                               low=1 if isinstance(f, n.Every) else 0)
             counter = filter_counter(f.unit.name if f.unit else None, events[0])
             compiled.filters.append((kind, counter, count))
         for k, node in enumerate(trackers_of(rule)):
             compiled.trackers.append(self.tracker(node, index, k, rule, exprs))
         if rule.condition is not None:
             compiled.condition = exprs.compile(rule.condition)
+            compiled.condition_span = rule.condition.span
         actions = [a for a in rule.actions if not self._inert(a)]
         if rule.actions and not actions:
             return None  # only hooks the caller did not pass: no hook, no cost
         compiled.actions = [self.action(a, compiled, exprs, where) for a in actions]
+        compiled.action_spans = [a.span for a in actions]
         compiled.stops = any(isinstance(a, n.Stop) for a in actions)
         compiled.reads = tuple(sorted(self.sure_reads(actions)))
         return compiled
@@ -147,19 +160,41 @@ class DefinitionCompiler(ActionCompiler):
         metric = metric_name_of(node.subject, self.definition.params)
         if metric == "<param>":
             metric = str(self.params[node.subject.args[0].id])
-        min_delta = self.constant(options["min_delta"], "min_delta") \
+        min_delta = self.number(options["min_delta"], "min_delta") \
             if "min_delta" in options else 0.0
-        baseline = self.constant(options["baseline"], "baseline") if "baseline" in options \
-            else None
+        baseline = self.number(options["baseline"], "baseline", optional=True) \
+            if "baseline" in options else None
         keep = (bool(self.constant(options["weights"], "weights")) if "weights" in options
                 else name in self.restored)
-        stalls = int(self.constant(node.count, "patience")) if isinstance(node, n.Stalls) \
-            else None
+        stalls = self.count(node.count, "the patience of 'stalls'") \
+            if isinstance(node, n.Stalls) else None
         only = exprs.compile(options["only"]) if "only" in options else None
         kept = bool(self.constant(options["keep"], "keep")) if "keep" in options else False
         return TrackerSpec(id(node), name, exprs.compile(node.subject), metric, stalls, mode,
-                           float(min_delta), baseline, keep, only, kept)
+                           float(min_delta), baseline, keep, only, kept, node.subject.span)
 
+
+    def number(self, expr: n.Expr, what: str, optional: bool = False) -> float | None:
+        """A number known when the callback is built (`min_delta = d`), else E212 there."""
+        value = self.constant(expr, what)
+        if value is None and optional:
+            return None
+        if not values.is_number(value) or math.isnan(value):
+            raise self.compile_error(expr, "E212", f"{what} must be a number, got {value!r}")
+        return float(value)
+
+    def count(self, expr: n.Expr, what: str, low: int = 0) -> int:
+        """A whole number known when the callback is built, at least `low`, else E204 there."""
+        value = self.constant(expr, what)
+        if not values.is_number(value) or not math.isfinite(value) \
+                or not float(value).is_integer() or value < low:
+            raise self.compile_error(expr, "E204", f"{what} must be a whole number of at "
+                                     f"least {low}, got {value!r}")
+        return int(value)
+
+    def compile_error(self, expr: n.Node, code: str, message: str) -> CbdslCompileError:
+        return CbdslCompileError(Diagnostic(code, message, expr.span, self.definition.path,
+                                            self.definition.source))
 
     def template(self, expr: n.Expr, exprs: ExprCompiler) -> Callable[[Context], str]:
         source = exprs.compile(expr)
@@ -167,11 +202,17 @@ class DefinitionCompiler(ActionCompiler):
             fixed = source(None)
         except Exception:  # depends on the event: resolve its fields when it runs
             fixed = None
-        names = template_fields(fixed) if isinstance(fixed, str) else None
-        where = self.label
+        if fixed is not None and not isinstance(fixed, str):
+            fixed = str(fixed)
+        if fixed is not None and template_problem(fixed):  # a parameter's text, as bound
+            raise self.compile_error(expr, "E215", template_problem(fixed))
+        names = template_fields(fixed) if fixed is not None else None
+        where = exprs.where
 
         def fill(c: Context) -> str:
-            text = fixed if fixed is not None else str(source(c))
+            text = fixed if fixed is not None else text_of(source(c), expr, exprs)
+            if fixed is None and template_problem(text):
+                raise exprs.error(expr, template_problem(text), "E215")
             wanted = names if names is not None else template_fields(text)
             fields = {}
             for name in wanted:

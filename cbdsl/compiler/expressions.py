@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -11,24 +10,14 @@ from cbdsl import language, runtime
 from cbdsl.checker.templates import template_fields, template_problem
 from cbdsl.compiler.schedule import parse_schedule
 from cbdsl.diagnostics import (
+    CbdslError,
     CbdslRuntimeError,
     Diagnostic,
 )
+from cbdsl.language import values
 from cbdsl.runtime.rules import Context, Fn, _short
+from cbdsl.runtime.state import MissingMetric
 from cbdsl.syntax import nodes as n
-
-_BINOPS: dict[str, Callable[[Any, Any], Any]] = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-    "//": operator.floordiv, "%": operator.mod, "**": operator.pow,
-}
-
-
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-    "==": operator.eq, "!=": operator.ne,
-    "in": lambda a, b: b is not None and a in b,
-    "not in": lambda a, b: b is None or a not in b,
-}
 
 
 class ExprCompiler:
@@ -36,19 +25,27 @@ class ExprCompiler:
 
     def __init__(self, params: dict[str, Any], variables: set[str], trackers: dict[int, str],
                  where: str = "", schedules: frozenset[str] = frozenset(),
-                 local_names: frozenset[str] = frozenset()):
+                 local_names: frozenset[str] = frozenset(),
+                 origin: tuple[str, str | None] = ("<string>", None)):
         self.params, self.variables, self.trackers, self.where = params, variables, trackers, where
         self.schedules = schedules  # parameters of type `schedule`: Keras's calling convention
         self.local_names = local_names  # names bound by enclosing `for` loops
+        self.origin = origin  # the file the expressions are written in, and its text
         # a template field's value at an event, as `print` fills it (set by the rule's compiler)
         self.fields: Callable[[str, Context], Any] | None = None
 
     def inner(self, names: Iterable[str]) -> ExprCompiler:
         """The compiler for a loop's body: the same scope plus the loop's names."""
         inner = ExprCompiler(self.params, self.variables, self.trackers, self.where,
-                             self.schedules, self.local_names | frozenset(names))
+                             self.schedules, self.local_names | frozenset(names), self.origin)
         inner.fields = self.fields
         return inner
+
+    def error(self, node: n.Node, message: str, code: str = "E221") -> CbdslRuntimeError:
+        """A run-time error at `node`: `path:line:col`, the rule, and the values involved."""
+        path, source = self.origin
+        return CbdslRuntimeError(Diagnostic(code, f"{self.where}: {message}", node.span, path,
+                                            source))
 
     def compile(self, expr: n.Expr) -> Fn:
         return getattr(self, f"visit_{type(expr).__name__}")(expr)
@@ -78,15 +75,18 @@ class ExprCompiler:
         return name_reader(name)
 
     def visit_Index(self, node: n.Index) -> Fn:
-        value, key, where = self.compile(node.value), self.compile(node.key), self.where
+        value, key = self.compile(node.value), self.compile(node.key)
 
         def index(c):
             container, k = value(c), key(c)
+            if isinstance(container, list | tuple | str) and not (
+                    values.is_number(k) and float(k).is_integer()):
+                raise self.error(node, f"a list is indexed by an integer, got {_short(k)}")
             try:
-                return container[k]
-            except (KeyError, IndexError, TypeError):
-                raise CbdslRuntimeError(Diagnostic(
-                    "E221", f"{where}: no entry {k!r} in {_short(container)}")) from None
+                return container[int(k) if isinstance(container, list | tuple | str) else k]
+            except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+                raise self.error(node, f"no entry {_short(k)} in {_short(container)}") \
+                    from None
         return index
 
     def visit_Attribute(self, node: n.Attribute) -> Fn:
@@ -106,23 +106,22 @@ class ExprCompiler:
             return lambda c: c.logs is not None and c.logs.get(str(arg(c))) is not None
         if name == "fill":
             return self.fill(args[0])
-        impl = language.FUNCTIONS[name].impl
-        where = self.where
-        if len(args) == 1:
-            (only,) = args
-
-            def call1(c):
-                try:
-                    return impl(only(c))
-                except (ValueError, OverflowError) as exc:
-                    raise _math_error(name, exc, where) from None
-            return call1
+        function = language.FUNCTIONS[name]
+        impl, kinds = function.impl, [function.arg(i).type for i in range(len(args))]
 
         def call(c):
+            given = [a(c) for a in args]
+            for i, (kind, value) in enumerate(zip(kinds, given, strict=True)):
+                if not values.matches(kind, value):
+                    raise self.error(node.args[i], f"{name}() needs {function.needs(i)}, got "
+                                     f"{values.describe(value)}")
             try:
-                return impl(*[a(c) for a in args])
-            except (ValueError, OverflowError) as exc:
-                raise _math_error(name, exc, where) from None
+                return values.check_text(values.bounded(impl(*given)))
+            except (CbdslError, MissingMetric):
+                raise
+            except Exception as exc:  # a value outside the function's domain: log(-1)
+                shown = ", ".join(_short(v) for v in given)
+                raise self.error(node, f"{name}({shown}) failed: {exc}") from None
         return call
 
     def fill(self, arg: Fn) -> Fn:
@@ -171,37 +170,37 @@ class ExprCompiler:
         if node.op == "not":
             return lambda c: not operand(c)
         if node.op == "-":
-            return lambda c: -operand(c)
+            def negate(c):
+                try:
+                    return values.negate(operand(c))
+                except ValueError as exc:
+                    raise self.error(node, str(exc)) from None
+            return negate
         return operand
 
     def visit_BinOp(self, node: n.BinOp) -> Fn:
-        left, right, op = self.compile(node.left), self.compile(node.right), _BINOPS[node.op]
-        where = self.where
+        left, right, op = self.compile(node.left), self.compile(node.right), node.op
 
         def binop(c):
-            try:
-                return op(left(c), right(c))
-            except ZeroDivisionError:
-                return math.nan  # a rule never crashes training on x / 0; comparisons fail
-            except OverflowError:
-                return math.inf
-            except TypeError as exc:
-                raise CbdslRuntimeError(Diagnostic("E221", f"{where}: {exc}")) from None
+            try:  # x / 0 is NaN, an overflow inf: a rule never ends training on arithmetic
+                return values.arithmetic(op, left(c), right(c))
+            except ValueError as exc:
+                raise self.error(node, str(exc)) from None
         return binop
 
     def visit_Compare(self, node: n.Compare) -> Fn:
         first = self.compile(node.first)
-        rest = [(_COMPARE[op], self.compile(e)) for op, e in node.rest]
+        rest = [(op, self.compile(e)) for op, e in node.rest]
 
         def compare(c):
             left = first(c)
             for op, fn in rest:
                 right = fn(c)
-                if left is None or right is None:
-                    if not op(left, right) if op in (operator.eq, operator.ne) else True:
+                try:
+                    if not values.compare(op, left, right):
                         return False
-                elif not op(left, right):
-                    return False
+                except ValueError as exc:
+                    raise self.error(node, str(exc)) from None
                 left = right
             return True
         return compare
@@ -244,10 +243,6 @@ def _isfinite(value: Any) -> bool:
         return math.isfinite(value)
     except TypeError:
         return False
-
-
-def _math_error(name: str, exc: Exception, where: str) -> CbdslRuntimeError:
-    return CbdslRuntimeError(Diagnostic("E221", f"{where}: {name}() failed: {exc}"))
 
 
 def name_reader(name: str) -> Fn:

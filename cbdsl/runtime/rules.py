@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cbdsl.diagnostics import CbdslRuntimeError, Diagnostic, Span
+from cbdsl.language.values import describe, is_number
 from cbdsl.runtime.monitor import update_tracker
 from cbdsl.runtime.state import Firing, MissingMetric
 from cbdsl.runtime.training import read_lr, warn_missing
@@ -52,6 +54,7 @@ class TrackerSpec:
     keep_weights: bool
     only: Fn | None = None  # `with only = COND`: checked only where COND holds
     kept: bool = False  # `with keep = true`: kept across `fit` calls
+    span: Span | None = None  # where its subject is written
 
 
 @dataclass
@@ -69,6 +72,10 @@ class CompiledRule:
     actions: list[Callable[[Context], str]] = field(default_factory=list)
     stops: bool = False
     reads: tuple[str, ...] = ()  # log metrics the actions read whatever the values
+    origin: tuple[str, str | None] = ("<string>", None)  # its file and the file's text
+    span: Span | None = None  # the rule's
+    condition_span: Span | None = None
+    action_spans: list[Span] = field(default_factory=list)
 
     def passes_filters(self, ctx: Context, counters: dict[str, int | None]) -> bool:
         for kind, counter, count in self.filters:
@@ -88,25 +95,40 @@ class CompiledRule:
             return
         cb = ctx.cb
         state = cb.state
+        at = self.span  # the part running: where an error without a place of its own is
         try:
             checked = [t for t in self.trackers if t.only is None or t.only(ctx)]
-            values = [float(t.subject(ctx)) for t in checked]
+            values = []
+            for spec in checked:
+                at = spec.span
+                values.append(self.tracked(spec, spec.subject(ctx)))
             for spec, value in zip(checked, values, strict=True):
                 tracker = state.trackers[spec.name]
                 snapshot = cb.model.get_weights if spec.keep_weights else None
                 ctx.results[spec.slot] = update_tracker(
                     tracker, value, ctx.epoch or 0, stalls=spec.stalls,
                     min_delta=spec.min_delta, baseline=spec.baseline, snapshot=snapshot)
+            at = self.condition_span
             if self.condition is not None and not self.condition(ctx):
                 return
+            at = self.span
             for name in self.reads:  # before any action: a rule runs whole or not at all
                 ctx.metric(name)
-            done = [action(ctx) for action in self.actions]
+            done = []
+            spans = self.action_spans or [self.span] * len(self.actions)
+            for action, span in zip(self.actions, spans, strict=True):
+                at = span
+                done.append(action(ctx))
         except MissingMetric as missing:
             # a read behind a condition inside an action (`x if has("m") else m`) can still
             # miss once earlier actions have run: those stay done
             self.metric_missing(ctx, missing.name, counters)
             return
+        except CbdslRuntimeError as error:
+            located = error.located(*self.origin, at)
+            if located is error:
+                raise
+            raise located from error.__cause__
         if not self.stops:  # a stall acted on starts a new count; a stop keeps it, as Keras
             for spec in checked:  # (a predicate not checked here, `only`, is left as it is)
                 if spec.stalls is not None:
@@ -114,6 +136,15 @@ class CompiledRule:
         state.fired[self.label] = state.fired.get(self.label, 0) + 1
         cb.timeline.append(Firing(event, ctx.epoch, ctx.batch, self.label,
                                           self.reasons(ctx), tuple(d for d in done if d)))
+
+    def tracked(self, spec: TrackerSpec, value: Any) -> float:
+        """A predicate's subject as the float it compares: a number, else E221."""
+        if not is_number(value):
+            path, source = self.origin
+            raise CbdslRuntimeError(Diagnostic(
+                "E221", f"rule {self.label}: '{spec.metric or 'the subject'}' must be a number "
+                f"to be tracked, got {describe(value)}", spec.span, path, source))
+        return float(value)
 
     def metric_missing(self, ctx: Context, name: str, counters: dict[str, int | None]) -> None:
         """The callback's `on metric_missing` rules, or else Keras's warning."""

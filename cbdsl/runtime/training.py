@@ -16,6 +16,8 @@ from cbdsl.diagnostics import (
     Diagnostic,
     LearningRateNotSettableError,
 )
+from cbdsl.language.formats import spec_problem
+from cbdsl.language.values import MAX_TEXT, describe
 
 _FORMATTER = string.Formatter()
 
@@ -31,7 +33,19 @@ def render(template: str, fields: dict[str, Any], where: str) -> str:
             raise CbdslRuntimeError(Diagnostic(
                 "E403", f"{where}: template field '{{{name}}}' is not available here; "
                 f"available: {', '.join(sorted(fields))}"))
-        out.append(format(fields[name], spec or ""))
+        problem = spec_problem(spec or "")
+        if problem:
+            raise CbdslRuntimeError(Diagnostic(
+                "E215", f"{where}: template field '{{{name}:{spec}}}': {problem}"))
+        try:
+            out.append(format(fields[name], spec or ""))
+        except (ValueError, TypeError, RecursionError) as exc:  # `{loss:d}` of a float
+            raise CbdslRuntimeError(Diagnostic(
+                "E221", f"{where}: template field '{{{name}:{spec}}}' cannot show "
+                f"{describe(fields[name])}: {exc}")) from None
+        if sum(map(len, out)) > MAX_TEXT:
+            raise CbdslRuntimeError(Diagnostic(
+                "E221", f"{where}: the filled template is longer than {MAX_TEXT:,} characters"))
     return "".join(out)
 
 
@@ -51,10 +65,14 @@ def read_iterations(model: Any) -> int:
 
 
 def write_lr(model: Any, value: float, where: str) -> None:
-    """Set the optimizer's learning rate; a schedule-backed optimizer is a clear TypeError."""
-    if not isinstance(value, int | float | np.floating | np.integer) or math.isnan(value):
+    """Set the optimizer's learning rate: a finite number, not negative (else E401); a
+    schedule-backed optimizer is a clear TypeError."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
         raise CbdslRuntimeError(Diagnostic(
             "E401", f"{where}: the learning rate must be a number, got {value!r}"))
+    if not math.isfinite(value) or value < 0:
+        raise CbdslRuntimeError(Diagnostic(
+            "E401", f"{where}: the learning rate must be finite and not negative, got {value!r}"))
     try:
         model.optimizer.learning_rate = float(value)
     except TypeError as exc:

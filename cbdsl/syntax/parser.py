@@ -14,6 +14,7 @@ from cbdsl.syntax.nodes import Expr, Program
 
 MAX_BYTES = 1 << 20  # a policy is a page of text; 1 MiB is far past any real one
 MAX_DEPTH = 200  # syntax tree levels; deeper input is refused before it is walked
+MAX_BRACKETS = 100  # brackets inside brackets, which the tree does not count
 
 # Terminals that are better described as a class than one by one.
 _WORDS = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "$END": "end of input"}
@@ -102,10 +103,28 @@ def parse_tree(text: str, path: str = "<string>", start: str = "start") -> lark.
             "E105", f"rule file is larger than {MAX_BYTES // 1024} KiB", path=path))
     try:
         tree = lark_parser().parse(text, start=start)
+        _check_brackets(text, path)
     except lark.exceptions.UnexpectedInput as exc:
         raise CbdslSyntaxError(_diagnose(exc, text, path)) from None
     _check_depth(tree, text, path)
     return tree
+
+
+def _check_brackets(text: str, path: str) -> None:
+    """Refuse brackets nested deeper than MAX_BRACKETS: the tree loses parentheses, but the
+    formatter, which keeps every token, walks one level per bracket."""
+    depth = 0
+    for token in lark_parser().lex(text):
+        if token.type in ("LPAR", "LSQB", "LBRACE"):
+            depth += 1
+            if depth > MAX_BRACKETS:
+                raise CbdslSyntaxError(Diagnostic(
+                    "E104", f"brackets nested more than {MAX_BRACKETS} levels deep",
+                    Span(token.line, token.column, token.end_line, token.end_column,
+                         token.start_pos, token.end_pos), path, text,
+                    "split it into smaller expressions or state variables"))
+        elif token.type in ("RPAR", "RSQB", "RBRACE"):
+            depth -= 1
 
 
 def parse(text: str, path: str = "<string>") -> Program:
