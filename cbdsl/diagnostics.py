@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ CODES: dict[str, str] = {
     "E403": "template field not available",
     "E404": "Python hook failed",
     "E405": "effect failed",
+    "E406": "file cannot be read or written",
     "E501": "training log unreadable",
     "E502": "policy failed during a replay",
     "E601": "rule cannot be written as plain Keras code (cbdsl explain --python)",
@@ -242,6 +244,16 @@ class KerasWorded:
 
     def __str__(self) -> str:
         return self.diagnostics[0].message
+
+
+@functools.cache
+def keras_worded(kind: type[Exception]) -> type[CbdslRuntimeError]:
+    """The run-time error that is also `kind` (`IsADirectoryError`, `TypeError`): where
+    Keras's class raises `kind` in the same place, a rule raises this, with Keras's text as its
+    message and its code and position in `diagnostics`."""
+    return type(kind.__name__, (KerasWorded, CbdslRuntimeError, kind), {
+        "__module__": __name__,
+        "__doc__": f"A cbdsl run-time error that is a {kind.__name__}, as Keras raises it."})
 
 
 class LearningRateNotSettableError(KerasWorded, CbdslRuntimeError, TypeError):

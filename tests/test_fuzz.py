@@ -16,7 +16,10 @@ import cbdsl
 from cbdsl import language
 from cbdsl.checker import CheckedProgram
 from cbdsl.diagnostics import CODES, CbdslCheckError, CbdslError, CbdslSyntaxError
-from cbdsl.syntax.parser import MAX_BYTES, MAX_DEPTH, decode, read_source
+from cbdsl.explain import explain
+from cbdsl.fmt import format_source
+from cbdsl.pythonize import pythonize
+from cbdsl.syntax.parser import MAX_BRACKETS, MAX_BYTES, MAX_DEPTH, decode, read_source
 
 FAST = settings(max_examples=250, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -443,16 +446,34 @@ def test_ten_thousand_nested_parentheses_are_e104(opening, closing):
     (diag,) = error.diagnostics
     assert isinstance(error, CbdslSyntaxError)
     assert (diag.code, diag.message) == (
-        "E104", f"expression nested more than {MAX_DEPTH} levels deep")
+        "E104", f"brackets nested more than {MAX_BRACKETS} levels deep")
     assert diag.hint == "split it into smaller expressions or state variables"
 
 
-def test_ten_thousand_redundant_parentheses_add_no_depth():
-    # parentheses around a single operand make no node: they are read, not refused
-    depth = 10_000
-    text = f"on epoch_end when {'(' * depth}val_loss{')' * depth} > 1 do stop"
-    assert cbdsl.parse(text) == cbdsl.parse("on epoch_end when val_loss > 1 do stop")
+@pytest.mark.parametrize("inner", ["val_loss", "-val_loss", "not not val_loss"])
+def test_deep_nesting_is_e104_in_every_command(inner):
+    # redundant parentheses make no node, but the formatter walks every token: refused alike
+    for text in (f"on epoch_end when {'(' * 10_000}{inner}{')' * 10_000} > 1 do stop",
+                 f"on epoch_end when {'-' * (MAX_DEPTH + 5)}1 > 0 do stop",
+                 f"on epoch_end when {'not ' * (MAX_DEPTH + 5)}true do stop"):
+        for command in (lambda: cbdsl.check(text), lambda: format_source(text),
+                        lambda: cbdsl.compile(text), lambda: explain(cbdsl.parse(text)),
+                        lambda: pythonize(cbdsl.check(text))):
+            with pytest.raises(CbdslSyntaxError) as info:
+                command()
+            assert info.value.code == "E104"
+
+
+@pytest.mark.parametrize("depth", [MAX_BRACKETS, MAX_DEPTH // 2 - 2])
+def test_nesting_just_within_the_bounds_works_in_every_command(depth):
+    text = (f"on epoch_end when {'(' * depth}val_loss{')' * depth} > 1 do stop"
+            if depth == MAX_BRACKETS else
+            f"on epoch_end when {'-' * depth}val_loss > 1 do stop")
     assert cbdsl.check(text).diagnostics == []
+    format_source(text)
+    cbdsl.compile(text)
+    explain(cbdsl.parse(text))
+    pythonize(cbdsl.check(text))
 
 
 def test_ten_thousand_unclosed_parentheses_are_e102():

@@ -236,11 +236,15 @@ class ActionCompiler:
                 raise exprs.error(action.row, f"'write row' needs a table, got {_short(values)}")
             given = {k: options[k](c) if k in options else v for k, v in defaults.items()}
             if not isinstance(given["separator"], str) or len(given["separator"]) != 1:
-                raise exprs.error(action, "the separator of 'write row' is one character, got "
-                                  f"{_short(given['separator'])}")
-            runtime.write_row(target, values, separator=given["separator"],
-                              header=bool(given["header"]), append=bool(given["append"]),
-                              handles=c.cb.__dict__.setdefault("resources", {}))
+                # Python's csv module's words, which Keras's CSVLogger raises
+                raise exprs.error(action, '"delimiter" must be a 1-character string',
+                                  like=TypeError)
+            try:
+                runtime.write_row(target, values, separator=given["separator"],
+                                  header=bool(given["header"]), append=bool(given["append"]),
+                                  handles=c.cb.__dict__.setdefault("resources", {}))
+            except OSError as exc:  # a missing folder, a directory: Keras's error, as it is
+                raise exprs.error(action, str(exc), "E406", like=type(exc)) from None
             return f"write row to {target}"
         return write_row
 

@@ -13,6 +13,7 @@ from cbdsl.diagnostics import (
     CbdslError,
     CbdslRuntimeError,
     Diagnostic,
+    keras_worded,
 )
 from cbdsl.language import values
 from cbdsl.runtime.rules import Context, Fn, _short
@@ -41,9 +42,16 @@ class ExprCompiler:
         inner.fields = self.fields
         return inner
 
-    def error(self, node: n.Node, message: str, code: str = "E221") -> CbdslRuntimeError:
-        """A run-time error at `node`: `path:line:col`, the rule, and the values involved."""
+    def error(self, node: n.Node, message: str, code: str = "E221",
+              like: type[Exception] | None = None) -> CbdslRuntimeError:
+        """A run-time error at `node`: `path:line:col`, the rule, and the values involved.
+
+        `like`: the Python error Keras's class raises in the same place (`TypeError`); the
+        error is one too, with `message` alone as its text, as Keras words it."""
         path, source = self.origin
+        if like is not None:
+            return keras_worded(like)(Diagnostic(code, message, node.span, path, source,
+                                                 hint=self.where))
         return CbdslRuntimeError(Diagnostic(code, f"{self.where}: {message}", node.span, path,
                                             source))
 
@@ -119,6 +127,8 @@ class ExprCompiler:
                 return values.check_text(values.bounded(impl(*given)))
             except (CbdslError, MissingMetric):
                 raise
+            except OSError as exc:  # file_empty() of a folder: Keras's error, as it has it
+                raise self.error(node, str(exc), "E406", like=type(exc)) from None
             except Exception as exc:  # a value outside the function's domain: log(-1)
                 shown = ", ".join(_short(v) for v in given)
                 raise self.error(node, f"{name}({shown}) failed: {exc}") from None
