@@ -65,6 +65,8 @@ class ActionCompiler:
 
         def save(c: Context) -> str:
             target = path(c)
+            if c.cb.dry_run:
+                return f"would save {kind} to {target}"
             runtime.save(c.cb.model, kind, target, where, type(c.cb).__name__)
             return f"save {kind} {target}"
         return save
@@ -111,8 +113,12 @@ class ActionCompiler:
             action.mode
 
         def write_file(c: Context) -> str:
-            target = path(c)
-            runtime.write_text(target, str(text(c)), append=mode == "append", where=where)
+            target, content = path(c), str(text(c))
+            if c.cb.dry_run:
+                if mode == "append":
+                    return f"would append a line to {target}"
+                return f"would write {target}" if content else f"would empty {target}"
+            runtime.write_text(target, content, append=mode == "append", where=where)
             return f"{mode} {target}"
         return write_file
 
@@ -202,6 +208,8 @@ class ActionCompiler:
 
         def effect(c: Context) -> str:
             arguments = {**defaults, **{k: fn(c) for k, fn in given.items()}}
+            if c.cb.dry_run:
+                return spec.would_do(arguments)
             return run(c.cb, where=where, **arguments)
         return effect
 
@@ -218,6 +226,9 @@ class ActionCompiler:
                 raise CbdslRuntimeError(Diagnostic(
                     "E221", f"{where}: 'write row' needs a table, got {_short(values)}"))
             given = {k: options[k](c) if k in options else v for k, v in defaults.items()}
+            if c.cb.dry_run:
+                return _would_write_row(target, values, bool(given["header"]),
+                                        bool(given["append"]))
             runtime.write_row(target, values, separator=given["separator"],
                               header=bool(given["header"]), append=bool(given["append"]),
                               handles=c.cb.__dict__.setdefault("resources", {}))
@@ -243,6 +254,8 @@ class ActionCompiler:
             if kind == "form" and not isinstance(payload, dict):
                 raise CbdslRuntimeError(Diagnostic(
                     "E221", f"{where}: 'post form' needs a table, got {_short(payload)}"))
+            if c.cb.dry_run:
+                return f"would post {kind} to {target}"
             if runtime.post(target, payload, kind=kind, headers=headers, timeout=timeout,
                             owner=owner, unhandled=otherwise is None):
                 return f"post {kind} to {target}"
@@ -269,6 +282,7 @@ class ActionCompiler:
                 entries = list(enumerate(items)) if len(names) == 2 else list(items)
             outer = dict(c.locals)
             count = 0
+            would: list[str] = []  # in a dry run, what the body would have done, each time
             try:
                 for entry in entries:
                     c.locals.update(zip(names, entry, strict=True) if len(names) == 2
@@ -276,9 +290,20 @@ class ActionCompiler:
                     if condition is not None and not condition(c):
                         continue
                     for action in actions:
-                        action(c)
+                        done = action(c)
+                        if c.cb.dry_run:
+                            would += [d for d in done.split("\n") if d.startswith("would ")]
                     count += 1
             finally:
                 c.locals = outer
-            return f"for {', '.join(names)}: {count} times" if count else ""
+            return "\n".join([f"for {', '.join(names)}: {count} times", *would]) if count else ""
         return run
+
+
+def _would_write_row(path: str, row: dict[str, Any] | None, header: bool, append: bool) -> str:
+    """What `write row` would have done to the file, for a dry run's timeline."""
+    if row is None:
+        return f"would create {path} if absent" if append else f"would empty {path}"
+    what = "a header and a row" if header else "a row"
+    return f"would write {what} to {path}" if append else \
+        f"would empty {path} and write {what} to it"
