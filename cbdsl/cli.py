@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         "replay", help="dry-run a policy over a recorded training log",
         description="Drive a policy's compiled callbacks over a recorded log (a CSVLogger "
                     "file or a History JSON dump) and print what would fire at each epoch "
-                    "and why. Exit status: 0, 1 on diagnostics, 2 on usage errors.")
+                    "and why. A dry run: nothing is written or sent; the files the policy "
+                    "would write, the requests it would send and the effects it would run are "
+                    "shown as what they would have done. Exit status: 0, 1 on diagnostics, 2 "
+                    "on usage errors.")
     replay.add_argument("file", metavar="FILE", help="the policy (.cbd)")
     replay.add_argument("--log", required=True, metavar="PATH",
                         help="training.csv (CSVLogger) or history.json (History)")
@@ -360,14 +363,16 @@ def run_replay(policy: str, log: str, lr: float | None, settings: Sequence[str],
     console = Console()
     try:
         epochs = read_log(log)
-        result = replay(cbdsl.compile(policy, **params), epochs, lr)
+        result = replay(cbdsl.compile(policy, **params), epochs, lr, policy=policy)
     except CbdslError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_DIAGNOSTICS
     except OSError as exc:
         print(f"cbdsl replay: cannot read {policy}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    console.print(timeline_table(result.firings, f"Replay of {policy} over {log}"))
+    table = timeline_table(result.firings, f"Replay of {policy} over {log}")
+    table.caption = "epochs counted from 1, as Keras prints them"
+    console.print(table)
     ran = len(result.learning_rates)
     end = (f"stops at epoch {result.stopped_at + 1} of {len(epochs)}"
            if result.stopped_at is not None else f"runs all {len(epochs)} epochs")
@@ -375,6 +380,9 @@ def run_replay(policy: str, log: str, lr: float | None, settings: Sequence[str],
                   f"{result.learning_rates[-1]:.3g}" if ran else "the log has no epochs")
     for epoch, said in result.warnings:
         console.print(f"[yellow]epoch {'-' if epoch is None else epoch + 1}: {said}[/]")
+    withheld = len(result.withheld)
+    console.print("dry run: nothing was written or sent" + (
+        f"; {withheld} actions are shown as what they would have done" if withheld else ""))
     if result.skipped_events:
         console.print(f"[yellow]not replayed (the log has epochs only): "
                       f"{', '.join(result.skipped_events)}[/]")

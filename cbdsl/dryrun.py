@@ -58,15 +58,18 @@ class Outcome:
         events: one record per hook call: event, index, learning rate after it, the logs
             after it (when the callback changed them), stop flag, weights version, and the
             messages printed and warnings raised during it.
-        error: the exception that ended the run, as `{"type", "bases", "message", "at"}`.
+        error: the exception that ended the run, as `{"type", "bases", "message", "at"}`
+            (`at`: the index in `events` of the hook that raised it).
         final: the state after training: weights version, learning rate, inspection
             attributes (`wait`, `best`, `stopped_epoch`, `best_epoch`, `history`, `epoch`),
             whether `model.history` is the callback, and the Python hook calls.
+        exception: the exception itself (not part of `to_json`).
     """
 
     events: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
     final: dict[str, Any] = field(default_factory=dict)
+    exception: Exception | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return plain({"events": self.events, "error": self.error, "final": self.final})
@@ -161,6 +164,7 @@ def drive(callback: Any, trace: Trace, *, model: StubModel, fit_params: dict[str
                          "bases": [k.__name__ for k in type(error).__mro__],
                          "message": str(error),
                          "at": len(outcome.events) - 1}
+        outcome.exception = error
     outcome.final = {"weights": model.weights_version, "lr": _lr(model),
                      "model_history_is_callback": getattr(model, "history", None) is callback}
     for name in INSPECTED:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,13 @@ class Replay:
     Attributes:
         epochs: the log's epoch logs, in order (what each `on_epoch_end` received).
         learning_rates: the learning rate after each replayed epoch.
-        firings: every rule firing (`cbdsl.runtime.Firing`), in order.
+        firings: every rule firing (`cbdsl.runtime.Firing`), in order; the actions that
+            write, send or run effects are there as what they would have done
+            ("would save model to m3.keras").
         stopped_at: the 0-based epoch at which the policy stops training, or None.
-        warnings: the warnings raised along the way, with their epoch.
+        warnings: the warnings raised along the way, with their 0-based epoch.
         skipped_events: batch and other events a per-epoch log cannot replay.
+        monitored: the metrics the policy's `stalls` and `improves` predicates watch.
     """
 
     epochs: list[dict[str, float]]
@@ -36,6 +41,13 @@ class Replay:
     warnings: list[tuple[int | None, str]] = field(default_factory=list)
     skipped_events: list[str] = field(default_factory=list)
     monitored: list[str] = field(default_factory=list)
+
+    @property
+    def withheld(self) -> list[tuple[int | None, str, str]]:
+        """What training would have done that the dry run did not: files written, requests
+        sent, effects run, as `(0-based epoch or None, rule, "would ...")`, in order."""
+        return [(f.epoch, f.rule, said) for f in self.firings for done in f.actions
+                for said in done.split("\n") if said.startswith("would ")]
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
@@ -93,18 +105,39 @@ def _from_csv(text: str, path: Path) -> list[dict[str, float]]:
 
 
 def replay(callbacks: list[Any], epochs: list[dict[str, float]],
-           learning_rate: float | None = None) -> Replay:
+           learning_rate: float | None = None, *, policy: str | Path | None = None) -> Replay:
     """Drive compiled callbacks over recorded epoch logs, as `fit` would have called them.
+
+    A dry run: the callbacks are the ones that train (the same compiled rules), with their
+    `dry_run` switch on, so that the actions that would write files (`save`, `write`,
+    `append`, `write row`), send requests (`post`) or run effects (progress bars, EMA swaps,
+    backups, TensorBoard) do nothing and say in the timeline what they would have done.
+    Nothing is written or sent; Python functions the caller passed (hooks, schedules) are
+    called as in training. The learning rate, stops, logs and state change as in training,
+    on a stub model.
 
     Args:
         callbacks: from `cbdsl.compile` (the engine that runs during training).
         epochs: per-epoch logs (`read_log`).
         learning_rate: the starting rate; default the log's first `learning_rate`/`lr`,
             else 0.001.
+        policy: the policy's file, named in errors.
+
+    Returns:
+        The `Replay`.
+
+    Raises:
+        LogFormatError: the policy failed (E502), as it would have ended `fit`: the message
+            names the policy file and the epoch, counted from 1 as Keras prints epochs.
+        TypeError: a callback is not a compiled one, which cannot run dry.
     """
     from cbdsl.dryrun import StubModel, drive
     from cbdsl.language import EVENTS
 
+    for cb in callbacks:
+        if not hasattr(type(cb), "dry_run"):
+            raise TypeError(f"replay drives compiled callbacks only, which can run dry; got "
+                            f"{type(cb).__name__}")
     first = epochs[0] if epochs else {}
     lr = learning_rate if learning_rate is not None else first.get(
         "learning_rate", first.get("lr", 0.001))
@@ -117,9 +150,9 @@ def replay(callbacks: list[Any], epochs: list[dict[str, float]],
                 result.skipped_events.append(event)
         result.monitored += [t.metric for rules in getattr(cb, "rules_by_event", {}).values()
                              for r in rules for t in r.trackers if t.metric]
-    combined = _Together(callbacks)
-    outcome = drive(combined, trace, model=model,
-                    fit_params={"epochs": len(trace), "steps": None, "verbose": 0})
+    with _dry(callbacks):
+        outcome = drive(_Together(callbacks), trace, model=model,
+                        fit_params={"epochs": len(trace), "steps": None, "verbose": 0})
     for record in outcome.events:
         if record["event"] == "epoch_end":
             result.learning_rates.append(record["lr"])
@@ -129,14 +162,56 @@ def replay(callbacks: list[Any], epochs: list[dict[str, float]],
             result.warnings.append((record.get("index"), said))
     if outcome.error:
         raise LogFormatError(Diagnostic(
-            "E502", f"the policy failed at {outcome.error['at']}: {outcome.error['type']}: "
-            f"{outcome.error['message']}"))
+            "E502", f"the policy failed {_when(outcome.events, outcome.error['at'], len(trace))}"
+            f" (epochs counted from 1, as Keras prints them): {_failure(outcome)}",
+            path=str(policy) if policy is not None else "<policy>"))
     result.firings = sorted((f for cb in callbacks for f in cb.timeline),
                             key=lambda f: (-1 if f.epoch is None else f.epoch))
     result.skipped_events = sorted(set(result.skipped_events) - {"epoch_begin", "epoch_end",
                                                                    "train_begin", "train_end"})
     result.monitored = list(dict.fromkeys(result.monitored))
     return result
+
+
+_UNSET = object()
+
+
+@contextlib.contextmanager
+def _dry(callbacks: list[Any]) -> Iterator[None]:
+    """The callbacks' `dry_run` switch on, then back as it was."""
+    before = [cb.__dict__.get("dry_run", _UNSET) for cb in callbacks]
+    for cb in callbacks:  # on the instance, past a drop-in's attribute writes
+        cb.__dict__["dry_run"] = True
+    try:
+        yield
+    finally:
+        for cb, value in zip(callbacks, before, strict=True):
+            if value is _UNSET:
+                cb.__dict__.pop("dry_run", None)
+            else:
+                cb.__dict__["dry_run"] = value
+
+
+def _when(records: list[dict[str, Any]], at: int, count: int) -> str:
+    """Where the hook `records[at]` ran, as a person reads it: `at the end of epoch 3 of 10`."""
+    event, index = records[at]["event"], records[at].get("index")
+    if event == "train_begin":
+        return "as training began, before epoch 1"
+    if event == "train_end":
+        ended = sum(r["event"] == "epoch_end" for r in records)
+        return f"as training ended, after epoch {ended} of {count}"
+    place = "at the start of" if event == "epoch_begin" else "at the end of"
+    return f"{place} epoch {index + 1} of {count}"
+
+
+def _failure(outcome: Any) -> str:
+    """The exception that ended the replay, its diagnostics' codes and messages unwrapped."""
+    error, exception = outcome.error, outcome.exception
+    if isinstance(exception, CbdslError):
+        return f"{error['type']}: " + "; ".join(
+            f"{d.code} {d.message}" + (f" ({d.hint})" if d.hint else "")
+            for d in exception.diagnostics)
+    return f"{error['type']}: {error['message']}"
 
 
 class _Together:

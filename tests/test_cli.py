@@ -1,10 +1,11 @@
-"""The cbdsl command: check's exit codes and formats, demo end to end."""
+"""The cbdsl command: check's exit codes and formats, demo end to end, replay as a dry run."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -83,3 +84,54 @@ def test_demo_trains_and_prints_a_timeline():
     assert "Timeline" in out and "warmup" in out and "plateau" in out
     assert "val_loss has not improved" in out
     assert "ran " in out and " of 40 epochs" in out
+
+
+REPLAYED_LOG = "epoch,learning_rate,loss,val_loss\n0,0.01,1.0,0.9\n1,0.01,0.8,0.7\n2,0.01,0.7,0.8\n"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture
+def replay_folder(tmp_path, monkeypatch):
+    """The current folder, with a recorded log; wide enough that table cells do not wrap."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    (tmp_path / "training.csv").write_text(REPLAYED_LOG)
+    return tmp_path
+
+
+def _files(folder):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def test_replay_is_a_dry_run_that_leaves_existing_files_as_they_were(replay_folder, capsys):
+    kept = replay_folder / "loss_log.json"
+    kept.write_text('{"epoch": 0, "loss": 0.25}\n')
+    os.utime(kept, (1_000_000_000, 1_000_000_000))
+    before = _files(replay_folder)
+    assert main(["replay", str(EXAMPLES / "json_logging.cbd"), "--log", "training.csv"]) == 0
+    assert _files(replay_folder) == before  # byte for byte, and never opened to write
+    out = capsys.readouterr().out
+    assert "would empty loss_log.json" in out
+    assert out.count("would append a line to loss_log.json") == 3
+    assert "dry run: nothing was written or sent; 4 actions are shown as what they would " \
+           "have done" in out
+
+
+def test_replay_reports_the_saves_it_would_make(replay_folder, capsys):
+    (replay_folder / "save.cbd").write_text('on epoch_end do save model "m{epoch}.keras"\n')
+    assert main(["replay", "save.cbd", "--log", "training.csv"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"would save model to m{n}.keras" in out for n in (1, 2, 3))
+    assert "epochs counted from 1" in out
+    assert sorted(p.name for p in replay_folder.iterdir()) == ["save.cbd", "training.csv"]
+
+
+def test_replay_errors_name_the_policy_file_and_the_epoch(replay_folder, capsys):
+    (replay_folder / "strict.cbd").write_text(
+        'on epoch_end when val_loss > 0.75 and epoch > 0 do fail "val_loss rose to {val_loss}"\n')
+    assert main(["replay", "strict.cbd", "--log", "training.csv"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("strict.cbd: error E502: the policy failed at the end of epoch 3 of 3 "
+                          "(epochs counted from 1, as Keras prints them): RuleFailure: "
+                          "val_loss rose to 0.8")
+    assert "<string>" not in err

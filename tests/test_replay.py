@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 import cbdsl
+from cbdsl import language
 from cbdsl.cli import main
 from cbdsl.replay import LogFormatError, read_log, replay
 
@@ -101,3 +105,181 @@ def test_cli_takes_parameters_and_reports_bad_input(files, capsys):
     assert main(["replay", str(files / "p.cbd"), "--log", str(files / "training.csv"),
                  "--set", "patience"]) == 2
     assert main(["replay", str(files / "p.cbd")]) == 2  # --log is required
+
+
+# --------------------------------------------------------------- dry runs
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "rules").glob("*.cbd")) + sorted((ROOT / "examples").glob("*.cbd"))
+# loss, val_loss, accuracy, val_accuracy and learning_rate, as CSVLogger writes them; val_loss
+# stops improving after the fourth epoch
+RECORDED = "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss\n" + "".join(
+    f"{e},{a},0.01,{loss},{va},{vl}\n" for e, (loss, vl, a, va) in enumerate(
+        [(1.0, 0.9, 0.5, 0.55), (0.8, 0.7, 0.6, 0.62), (0.7, 0.72, 0.65, 0.61),
+         (0.6, 0.65, 0.7, 0.6), (0.5, 0.73, 0.75, 0.63), (0.45, 0.75, 0.78, 0.6)]))
+# files where the shipped policies write, there before the replay
+EXISTING = ("log.csv", "m1.keras", "loss_log.json", "backup/training_metadata.json",
+            "logs/train/events.out.tfevents.1",
+            "logs/train/keras_embedding.ckpt-0.weights.h5")
+
+
+def _arguments(name, tmp, calls):
+    """Values for a shipped file's parameters: the required ones, and those that make it
+    write, send or run effects at epoch events."""
+    return {
+        "backup_and_restore": {"backup_dir": str(tmp / "backup")},
+        "csv_logger": {"filename": str(tmp / "log.csv")},
+        "early_stopping": {"patience": 1, "verbose": 1, "restore_best_weights": True},
+        "lambda_callback": {"on_train_begin": lambda logs: calls.append("train_begin"),
+                            "on_epoch_end": lambda epoch, logs: calls.append(epoch)},
+        "learning_rate_scheduler": {"schedule": lambda epoch, lr: 0.1 * 0.9 ** epoch,
+                                    "verbose": 1},
+        "model_checkpoint": {"filepath": str(tmp / "m{epoch}.keras"), "verbose": 1},
+        "reduce_lr_on_plateau": {"patience": 1, "verbose": 1},
+        "swap_ema_weights": {"swap_on_epoch": True},
+        "swap_ema_after_predict": {"swap_on_epoch": True},
+        "tensorboard": {"log_dir": str(tmp / "logs"), "histogram_freq": 1,
+                        "embeddings_freq": 1, "write_steps_per_second": True},
+    }.get(name, {})
+
+
+def _reports(tmp):
+    """Some of what each shipped file reports it would have done, paths filled in."""
+    logs = tmp / "logs"
+    return {
+        "backup_and_restore": [
+            (None, f"would resume from the backup in {tmp / 'backup'}, if there is one"),
+            (0, f"would back up the training state to {tmp / 'backup'} (epochs done: 1)"),
+            (5, f"would remove the backup files in {tmp / 'backup'}")],  # train_end
+        "csv_logger": [(None, f"would empty {tmp / 'log.csv'}"),
+                       (0, f"would write a header and a row to {tmp / 'log.csv'}"),
+                       (1, f"would write a row to {tmp / 'log.csv'}")],
+        "model_checkpoint": [(0, f"would save model to {tmp / 'm1.keras'}"),
+                             (2, f"would save model to {tmp / 'm3.keras'}")],
+        "progbar_logger": [(0, "would draw a new progress bar"),
+                           (0, "would move the progress bar to step 0 and end it")],
+        "remote_monitor": [(0, "would post form to http://localhost:9000/publish/epoch/end/")],
+        "swap_ema_weights": [
+            (0, "would swap the model's weights with the EMA weights (the optimizer's "
+                "moving averages)"),
+            (5, "would set the EMA weights (the optimizer's moving averages) to the model's "
+                "weights")],
+        "tensorboard": [
+            (None, f"would write the model's configuration to {logs / 'train'}"),
+            (None, f"would write the embedding projector's configuration to {logs}"),
+            (0, f"would write the scalar summary epoch_loss = 1.0 at step 0 to "
+                f"{logs / 'train'}"),
+            (1, f"would write the scalar summary epoch_loss = 0.7 at step 1 to "
+                f"{logs / 'validation'}"),
+            (0, f"would write a histogram of every weight at step 0 to {logs / 'train'}"),
+            (0, f"would save weights to {logs / 'train' / 'keras_embedding.ckpt-0.weights.h5'}"),
+            (None, "would flush and close the event files this callback opened")],
+        "json_logging": [(None, "would empty loss_log.json"),
+                         (0, "would append a line to loss_log.json")],
+    }
+
+
+def _snapshot(folder):
+    """Every file and folder under `folder`: a file's bytes and modification time."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file()
+            else "folder" for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A folder, the current one, holding a recorded log and files where policies write,
+    dated an hour ago (so that a write would show in their modification times)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "training.csv").write_text(RECORDED)
+    for name in EXISTING:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(f"kept: {name}\n".encode())
+    past = time.time() - 3600
+    for path in tmp_path.rglob("*"):
+        os.utime(path, (past, past))
+    return tmp_path
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_file_replays_without_touching_a_file(path, workspace):
+    calls = []
+    before = _snapshot(workspace)
+    callbacks = cbdsl.compile(path, **_arguments(path.stem, workspace, calls))
+    result = replay(callbacks, read_log(workspace / "training.csv"), policy=path)
+    assert _snapshot(workspace) == before  # nothing new, nothing changed, nothing removed
+    assert len(result.learning_rates) == (len(result.epochs) if result.stopped_at is None
+                                          else result.stopped_at + 1)
+    withheld = [(epoch, said) for epoch, _, said in result.withheld]
+    for report in _reports(workspace).get(path.stem, []):
+        assert report in withheld
+    assert all(not cb.dry_run and "dry_run" not in vars(cb) for cb in callbacks)  # as it was
+    if path.stem == "lambda_callback":  # the caller's own Python hooks are called
+        assert calls == ["train_begin", 0, 1, 2, 3, 4, 5]
+
+
+def test_what_rules_write_send_and_run_is_reported_not_done(workspace):
+    (workspace / "policy.cbd").write_text(
+        'on train_begin do write "" to "notes/begin.txt"\n'
+        'on epoch_end do save model "m{epoch}.keras", save weights "w{epoch}.weights.h5"\n'
+        'on epoch_end do append "{loss}" to "loss_log.json", write "x" to "last.txt"\n'
+        'on epoch_end do write row {"epoch": epoch, "loss": loss} to "log.csv" '
+        'with (header = (epoch == 0), append = (epoch > 0))\n'
+        'on epoch_end do post json {"loss": loss} to "http://127.0.0.1:9/loss"\n'
+        'on epoch_end do for name, value in logs when startswith(name, "val_") '
+        'do (tensorboard.scalar("tb", name, value, epoch))\n'
+        'on epoch_end once at epoch 1 do ema.swap(), backup.store("bk", epoch + 1)\n')
+    before = _snapshot(workspace)
+    result = replay(cbdsl.compile(workspace / "policy.cbd"),
+                    read_log(workspace / "training.csv"))
+    assert _snapshot(workspace) == before
+    withheld = [(epoch, said) for epoch, _, said in result.withheld]
+    assert withheld[:2] == [(None, "would empty notes/begin.txt"),
+                            (0, "would save model to m1.keras")]
+    for report in [(0, "would save weights to w1.weights.h5"),
+                   (2, "would append a line to loss_log.json"), (2, "would write last.txt"),
+                   (0, "would empty log.csv and write a header and a row to it"),
+                   (1, "would write a row to log.csv"),
+                   (3, "would post json to http://127.0.0.1:9/loss"),
+                   (1, "would write the scalar summary val_accuracy = 0.62 at step 1 to tb"),
+                   (1, "would write the scalar summary val_loss = 0.7 at step 1 to tb"),
+                   (1, "would swap the model's weights with the EMA weights (the optimizer's "
+                       "moving averages)"),
+                   (1, "would back up the training state to bk (epochs done: 2)")]:
+        assert report in withheld
+    (row,) = [f for f in result.firings if f.epoch == 1 and "for name, value" in f.actions[0]]
+    assert row.actions[0].startswith("for name, value: 2 times\nwould write the scalar")
+
+
+def test_the_switch_is_the_compiled_callbacks_own_and_off_unless_replaying(workspace):
+    cb, = cbdsl.compile('on epoch_end do save model "m{epoch}.keras"')
+    assert cb.dry_run is False and type(cb).dry_run is False
+    with pytest.raises(TypeError, match="compiled callbacks only"):
+        replay([cb, keras.callbacks.History()], read_log(workspace / "training.csv"))
+
+
+def test_a_policy_failure_names_the_file_and_the_epoch_counted_from_1(workspace):
+    (workspace / "policy.cbd").write_text(
+        'on epoch_end when epoch == 2 do fail "loss was {loss}"\n')
+    with pytest.raises(LogFormatError) as exc:
+        replay(cbdsl.compile(workspace / "policy.cbd"), read_log(workspace / "training.csv"),
+               policy=workspace / "policy.cbd")
+    assert exc.value.code == "E502"
+    assert str(exc.value) == (
+        f"{workspace / 'policy.cbd'}: error E502: the policy failed at the end of epoch 3 of 6 "
+        "(epochs counted from 1, as Keras prints them): RuleFailure: loss was 0.7")
+    (workspace / "nan.cbd").write_text("on train_begin do lr = lr / 0 * 0\n")
+    with pytest.raises(LogFormatError, match=(
+            r"^nan.cbd: error E502: the policy failed as training began, before epoch 1 "
+            r".*: CbdslRuntimeError: E401 nan: rule@1: the learning rate must be a number")):
+        replay(cbdsl.compile(workspace / "nan.cbd"), read_log(workspace / "training.csv"),
+               policy="nan.cbd")
+
+
+@pytest.mark.parametrize("name", sorted(language.EFFECTS))
+def test_every_effect_says_what_it_would_do_from_its_arguments(name):
+    spec = language.EFFECTS[name]
+    arguments = {p.name: p.default if not p.required else f"<{p.name}>" for p in spec.params}
+    said = spec.would_do(arguments)
+    assert said.startswith("would ") and len(said) > len("would ") and "{" not in said
+    assert all(f"<{p.name}>" in said for p in spec.params
+               if p.required and p.type == "str"), "a dry run names the paths it would write"

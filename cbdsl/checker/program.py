@@ -28,7 +28,7 @@ from cbdsl.syntax.walk import walk
 # Names a compiled callback has of its own, which `expose` cannot take.
 RESERVED_ATTRIBUTES = frozenset({
     "state", "timeline", "arguments", "model", "params", "set_model", "set_params", "exposed",
-    "definition", "reset_state"})
+    "definition", "reset_state", "dry_run"})
 
 
 class Checker(Resolution, ParameterChecks, ConflictChecks):

@@ -61,6 +61,8 @@ class ActionCompiler:
 
         def save(c: Context) -> str:
             target = path(c)
+            if c.cb.dry_run:
+                return f"would save {kind} to {target}"
             runtime.save(c.cb.model, kind, target, where, type(c.cb).__name__)
             return f"save {kind} {target}"
         return save
@@ -109,9 +111,12 @@ class ActionCompiler:
             action.mode
 
         def write_file(c: Context) -> str:
-            target = path(c)
-            runtime.write_text(target, text_of(text(c), action.text, exprs),
-                               append=mode == "append", where=where)
+            target, content = path(c), text_of(text(c), action.text, exprs)
+            if c.cb.dry_run:
+                if mode == "append":
+                    return f"would append a line to {target}"
+                return f"would write {target}" if content else f"would empty {target}"
+            runtime.write_text(target, content, append=mode == "append", where=where)
             return f"{mode} {target}"
         return write_file
 
@@ -220,6 +225,8 @@ class ActionCompiler:
                 if value is not None and not values.matches(kinds[name], value):
                     raise exprs.error(action, f"{spec.name}() takes a {kinds[name]} as "
                                       f"'{name}', got {values.describe(value)}")
+            if c.cb.dry_run:
+                return spec.would_do(arguments)
             return run(c.cb, where=where, **arguments)
         return effect
 
@@ -239,6 +246,9 @@ class ActionCompiler:
                 # Python's csv module's words, which Keras's CSVLogger raises
                 raise exprs.error(action, '"delimiter" must be a 1-character string',
                                   like=TypeError)
+            if c.cb.dry_run:
+                return _would_write_row(target, values, bool(given["header"]),
+                                        bool(given["append"]))
             try:
                 runtime.write_row(target, values, separator=given["separator"],
                                   header=bool(given["header"]), append=bool(given["append"]),
@@ -273,6 +283,8 @@ class ActionCompiler:
                     isinstance(k, str) and isinstance(v, str) for k, v in headers.items())):
                 raise exprs.error(action, "the headers of 'post' are a table of strings, got "
                                   f"{_short(headers)}")
+            if c.cb.dry_run:
+                return f"would post {kind} to {target}"
             if runtime.post(target, payload, kind=kind, headers=headers, timeout=timeout,
                             owner=owner, unhandled=otherwise is None):
                 return f"post {kind} to {target}"
@@ -302,6 +314,7 @@ class ActionCompiler:
                 entries = list(enumerate(items)) if len(names) == 2 else list(items)
             outer = dict(c.locals)
             count = 0
+            would: list[str] = []  # in a dry run, what the body would have done, each time
             try:
                 for entry in entries:
                     c.locals.update(zip(names, entry, strict=True) if len(names) == 2
@@ -309,11 +322,13 @@ class ActionCompiler:
                     if condition is not None and not condition(c):
                         continue
                     for action in actions:
-                        action(c)
+                        done = action(c)
+                        if c.cb.dry_run:
+                            would += [d for d in done.split("\n") if d.startswith("would ")]
                     count += 1
             finally:
                 c.locals = outer
-            return f"for {', '.join(names)}: {count} times" if count else ""
+            return "\n".join([f"for {', '.join(names)}: {count} times", *would]) if count else ""
         return run
 
 
@@ -332,3 +347,12 @@ def text_of(value: Any, node: n.Node, exprs: ExprCompiler) -> str:
     except (ValueError, RecursionError) as exc:  # a table that holds itself
         raise exprs.error(node, f"cannot write {type(value).__name__} as text: {exc}") \
             from None
+
+
+def _would_write_row(path: str, row: dict[str, Any] | None, header: bool, append: bool) -> str:
+    """What `write row` would have done to the file, for a dry run's timeline."""
+    if row is None:
+        return f"would create {path} if absent" if append else f"would empty {path}"
+    what = "a header and a row" if header else "a row"
+    return f"would write {what} to {path}" if append else \
+        f"would empty {path} and write {what} to it"

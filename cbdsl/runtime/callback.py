@@ -42,6 +42,10 @@ def compiled_base() -> type:
             state: the serializable state of every rule.
             timeline: `cbdsl.runtime.Firing` entries, one per rule that fired.
             arguments: the bound parameter values.
+            dry_run: when true, the actions that write files (`save`, `write`, `append`,
+                `write row`), send requests (`post`) or run effects do nothing and say in
+                the timeline what they would have done ("would save model to m3.keras");
+                everything else runs as in training. `cbdsl replay` sets it.
         """
 
         definition_name = ""
@@ -56,6 +60,7 @@ def compiled_base() -> type:
         exposed: dict[str, Callable[[Context], Any]] = {}  # `expose NAME = EXPR`
         handles: tuple[str, ...] = ()  # Python objects effects keep open (`csv_file`), by name
         rest_parameter: str | None = None  # the `keywords` parameter: Keras's **kwargs
+        dry_run = False  # consulted by every action that touches files, the network, effects
 
         def __init__(self, arguments: dict[str, Any]):
             super().__init__()
