@@ -519,3 +519,32 @@ def test_imported_and_library_rules_carry_their_own_source_lines(tmp_path):
     assert "Written out from terminate_on_nan.cbd." in text
     made = namespace["make_callbacks"]()
     assert [type(cb).__name__ for cb in made] == ["Main", "TerminateOnNaN"]
+
+
+def test_templates_count_every_counter_from_1_and_expressions_from_0():
+    # one convention where a person reads a number: epoch, batch and step alike are 1-based
+    # in text, and Keras's 0-based indices in expressions (docs/language.md, "Numbering")
+    source = ('on train_batch_end do print "e{epoch} b{batch} s{step}", log s = step\n'
+              'on epoch_end do print "epoch {epoch} of {epochs}"\n')
+    written_cls = [v for v in written(source)[0].values() if isinstance(v, type)
+                   and issubclass(v, keras.callbacks.Callback)][0]
+    outputs = []
+    for cb in (cbdsl.compile(source)[0], written_cls()):
+        cb.set_model(StubModel(0.1))
+        cb.set_params({"epochs": 2, "steps": 2, "verbose": 0})
+        printed, steps = io.StringIO(), []
+        with contextlib.redirect_stdout(printed):
+            cb.on_train_begin({})
+            for epoch in range(2):
+                cb.on_epoch_begin(epoch, {})
+                for batch in range(2):
+                    logs = {"loss": 1.0}
+                    cb.on_train_batch_end(batch, logs)
+                    steps.append(logs["s"])
+                cb.on_epoch_end(epoch, {"loss": 1.0})
+        outputs.append((printed.getvalue().split("\n"), steps))
+    assert outputs[0] == outputs[1]
+    lines, steps = outputs[0]
+    assert lines[:3] == ["e1 b1 s1", "e1 b2 s2", "epoch 1 of 2"]
+    assert lines[5] == "epoch 2 of 2" and lines[4] == "e2 b2 s4"
+    assert steps == [0, 1, 2, 3]

@@ -221,14 +221,16 @@ class DefinitionCompiler(ActionCompiler):
         return fill
 
     def field(self, name: str, c: Context, exprs: ExprCompiler) -> Any:
-        # In templates, epoch and batch numbers are 1-based, as Keras prints them and names
-        # files: `{epoch}`, `{batch}`, `{stopped_epoch}` and a tracker's `{NAME.best_epoch}`.
+        # In templates every counter is 1-based, as Keras prints them and names files:
+        # `{epoch}`, `{batch}`, `{step}`, `{stopped_epoch}` and a tracker's `{NAME.best_epoch}`.
         if name in c.locals:
             return c.locals[name]
         if name == "epoch" and c.epoch is not None:
             return c.epoch + 1
         if name == "batch" and c.batch is not None:
             return c.batch + 1
+        if name == "step" and c.batch is not None and c.cb.phase == "train":
+            return c.cb.step_index(c.batch) + 1
         if name == "stopped_epoch":
             return c.cb.state.stopped_epoch + 1
         if "." in name:

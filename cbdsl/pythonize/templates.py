@@ -50,7 +50,7 @@ class TemplateWriter:
         raise self.error("a template computed by an expression (write it as a string)", expr)
 
     def field(self, name: str, scope: Scope, rule: n.Node, in_init: bool) -> str:
-        """A template field as Python: 1-based epoch and batch numbers, as Keras prints them."""
+        """A template field as Python: 1-based counters, as Keras prints them."""
         if in_init:
             return self.local_param[name]
         if name in scope.locals:
@@ -61,6 +61,8 @@ class TemplateWriter:
             return f"{scope.epoch} + 1"
         if name == "batch" and scope.batch is not None:
             return f"{scope.batch} + 1"
+        if name == "step" and scope.step is not None:
+            return f"{scope.step} + 1"
         if name == "stopped_epoch":
             self.uses.add("stopped_epoch")
             return "self.stopped_epoch + 1"
