@@ -526,8 +526,8 @@ def test_templates_count_every_counter_from_1_and_expressions_from_0():
     # in text, and Keras's 0-based indices in expressions (docs/language.md, "Numbering")
     source = ('on train_batch_end do print "e{epoch} b{batch} s{step}", log s = step\n'
               'on epoch_end do print "epoch {epoch} of {epochs}"\n')
-    written_cls = [v for v in written(source)[0].values() if isinstance(v, type)
-                   and issubclass(v, keras.callbacks.Callback)][0]
+    written_cls = next(v for v in written(source)[0].values() if isinstance(v, type)
+                       and issubclass(v, keras.callbacks.Callback))
     outputs = []
     for cb in (cbdsl.compile(source)[0], written_cls()):
         cb.set_model(StubModel(0.1))

@@ -456,11 +456,10 @@ def test_deep_nesting_is_e104_in_every_command(inner):
     for text in (f"on epoch_end when {'(' * 10_000}{inner}{')' * 10_000} > 1 do stop",
                  f"on epoch_end when {'-' * (MAX_DEPTH + 5)}1 > 0 do stop",
                  f"on epoch_end when {'not ' * (MAX_DEPTH + 5)}true do stop"):
-        for command in (lambda: cbdsl.check(text), lambda: format_source(text),
-                        lambda: cbdsl.compile(text), lambda: explain(cbdsl.parse(text)),
-                        lambda: pythonize(cbdsl.check(text))):
+        for command in (cbdsl.check, format_source, cbdsl.compile,
+                        lambda t: explain(cbdsl.parse(t)), lambda t: pythonize(cbdsl.check(t))):
             with pytest.raises(CbdslSyntaxError) as info:
-                command()
+                command(text)
             assert info.value.code == "E104"
 
 

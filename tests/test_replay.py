@@ -270,7 +270,8 @@ def test_a_policy_failure_names_the_file_and_the_epoch_counted_from_1(workspace)
     (workspace / "nan.cbd").write_text("on train_begin do lr = lr / 0 * 0\n")
     with pytest.raises(LogFormatError, match=(
             r"^nan.cbd: error E502: the policy failed as training began, before epoch 1 "
-            r".*: CbdslRuntimeError: E401 nan: rule@1: the learning rate must be finite and not negative, got nan")):
+            r".*: CbdslRuntimeError: E401 nan: rule@1: the learning rate must be finite and not "
+            r"negative, got nan")):
         replay(cbdsl.compile(workspace / "nan.cbd"), read_log(workspace / "training.csv"),
                policy="nan.cbd")
 

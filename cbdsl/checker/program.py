@@ -154,7 +154,8 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
             given = scope.infer(value, self, None)
             declared = definition.params[name].type
             if given != "any" and \
-                    not language.accepts(declared, language.narrowed(given, declared)):
+                    not language.accepts(declared, language.narrowed(given, declared),
+                                         definition.params[name].default is None):
                 self.report("E221", f"'{name}' takes {declared}, got {given}", value.span, where)
         return Instance(definition, args, use.dotted, use.span)
 

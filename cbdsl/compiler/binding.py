@@ -71,7 +71,7 @@ def check_value(info: ParamInfo, value: Any, where: str, definition: Definition)
             "accepted for parameters declared `NAME: python`", path=definition.path))
     if info.type == "schedule" and isinstance(value, str):
         parse_schedule(value, f"{where}: {info.name}")  # bad text is refused at compile time
-    if info.type != "python" and not language.accepts(info.type, given):
+    if info.type != "python" and not language.accepts(info.type, given, info.default is None):
         raise CbdslCompileError(Diagnostic(
             "E301", f"{where}: '{info.name}' takes {info.type}, got {given} ({value!r})",
             path=definition.path))

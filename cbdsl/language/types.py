@@ -28,8 +28,9 @@ def type_of_value(value: Any) -> str:
     return type(value).__name__
 
 
-def accepts(declared: str, given: str) -> bool:
-    """Whether a parameter declared as `declared` takes a value of type `given`."""
+def accepts(declared: str, given: str, optional: bool = True) -> bool:
+    """Whether a parameter declared as `declared` takes a value of type `given`; `none` only
+    where the value is `optional` (its default is none, as Keras's `baseline=None`)."""
     if declared == given or declared == "any":
         return True
     if declared == "float" and given == "int":
@@ -40,9 +41,8 @@ def accepts(declared: str, given: str) -> bool:
         return True  # a list is what the language's tables hold too (`keys`, `split`)
     if declared == "keywords" and given == "table":
         return True
-    # a parameter whose default is none takes any value, and none is allowed anywhere
-    # a value is optional (Keras's `baseline=None`)
-    return declared == "none" or given == "none"
+    # a parameter whose default is none takes any value, and none where a value is optional
+    return declared == "none" or (given == "none" and optional)
 
 
 def rule_literal(value: Any) -> str:
