@@ -548,3 +548,20 @@ def test_templates_count_every_counter_from_1_and_expressions_from_0():
     assert lines[:3] == ["e1 b1 s1", "e1 b2 s2", "epoch 1 of 2"]
     assert lines[5] == "epoch 2 of 2" and lines[4] == "e2 b2 s4"
     assert steps == [0, 1, 2, 3]
+
+
+def test_a_metric_missing_from_a_message_is_skipped_with_a_warning_alike():
+    # the compiled rule reads every metric its actions need before the first one runs: a
+    # missing one warns (Keras's words) and skips the rule; the written code does the same
+    source = 'on epoch_end do log seen = 1, print "{val_loss:.3f}"\n'
+    written_cls = next(v for v in written(source)[0].values() if isinstance(v, type)
+                       and issubclass(v, keras.callbacks.Callback))
+    for cb in (cbdsl.compile(source)[0], written_cls()):
+        cb.set_model(StubModel(0.1))
+        cb.set_params({"epochs": 1, "steps": 1, "verbose": 0})
+        logs = {"loss": 1.0}
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed), pytest.warns(
+                UserWarning, match="conditioned on metric `val_loss` which is not available"):
+            cb.on_epoch_end(0, logs)
+        assert printed.getvalue() == "" and "seen" not in logs, type(cb)

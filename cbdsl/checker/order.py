@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from cbdsl import language
@@ -10,7 +11,7 @@ from cbdsl.checker.definitions import Definition
 from cbdsl.checker.templates import template_fields
 from cbdsl.diagnostics import Span
 from cbdsl.syntax import nodes as n
-from cbdsl.syntax.walk import flat_actions, walk
+from cbdsl.syntax.walk import child_fields, flat_actions, unconditional, walk
 
 
 def rule_events(rule: n.Rule) -> list[str]:
@@ -75,3 +76,31 @@ def filter_counter(unit: str | None, event: language.Event) -> str | None:
     if base == "step":
         return "step" if event.level == "batch" and event.phase == "train" else None
     return None
+
+
+_IN_ORDER = ("args", "keywords", "options")  # operand lists, read one by one as they run
+
+
+def sure_reads(actions: Iterable[n.Action], known: set[str]) -> set[str]:
+    """The log metrics that running these actions reads, whatever the values are: a rule
+    reads them all before its first action runs, so that it runs whole or not at all.
+
+    Names and template fields that are not `known` (parameters, variables, built-ins), in the
+    action's own operands and a `post`'s options (read before its request is sent); not in
+    `for` bodies, argument lists (read in order as the call runs), the branches of
+    `x if c else y` or the right side of `and`/`or`.
+    """
+    reads: set[str] = set()
+    for action in actions:
+        if isinstance(action, n.For):
+            continue
+        for name, child in child_fields(action):
+            if name in _IN_ORDER and not isinstance(action, n.Post):
+                continue
+            for node in unconditional(child):
+                if isinstance(node, n.Name) and node.id not in known:
+                    reads.add(node.id)
+                elif isinstance(node, n.String) and name in ("template", "path"):
+                    reads.update(f for f in template_fields(node.value)
+                                 if "." not in f and f not in known)
+    return reads

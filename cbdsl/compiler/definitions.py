@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from cbdsl import language, runtime
 from cbdsl.checker import Definition
-from cbdsl.checker.order import filter_counter
+from cbdsl.checker.order import filter_counter, sure_reads
 from cbdsl.checker.templates import template_fields, template_problem
 from cbdsl.checker.trackers import metric_name_of, restored_trackers, tracker_name, trackers_of
 from cbdsl.compiler.actions import ActionCompiler, text_of
@@ -22,9 +22,6 @@ from cbdsl.diagnostics import (
 from cbdsl.language import values
 from cbdsl.runtime.rules import CompiledRule, Context, TrackerSpec
 from cbdsl.syntax import nodes as n
-from cbdsl.syntax.walk import child_fields, unconditional
-
-_IN_ORDER = ("args", "keywords", "options")  # operand lists, read one by one as they run
 
 
 def class_name(name: str) -> str:
@@ -117,32 +114,9 @@ class DefinitionCompiler(ActionCompiler):
         compiled.actions = [self.action(a, compiled, exprs, where) for a in actions]
         compiled.action_spans = [a.span for a in actions]
         compiled.stops = any(isinstance(a, n.Stop) for a in actions)
-        compiled.reads = tuple(sorted(self.sure_reads(actions)))
-        return compiled
-
-    def sure_reads(self, actions: Iterable[n.Action]) -> set[str]:
-        """The log metrics that running these actions reads, whatever the values are.
-
-        Names and template fields that are neither parameters, variables nor built-ins, in the
-        action's own operands and a `post`'s options (read before its request is sent); not in
-        `for` bodies, argument lists (read in order as the call runs), the branches of
-        `x if c else y` or the right side of `and`/`or`.
-        """
         known = {*self.params, *self.variables, *language.BUILTIN_NAMES}
-        reads: set[str] = set()
-        for action in actions:
-            if isinstance(action, n.For):
-                continue
-            for name, child in child_fields(action):
-                if name in _IN_ORDER and not isinstance(action, n.Post):
-                    continue
-                for node in unconditional(child):
-                    if isinstance(node, n.Name) and node.id not in known:
-                        reads.add(node.id)
-                    elif isinstance(node, n.String) and name in ("template", "path"):
-                        reads.update(f for f in template_fields(node.value)
-                                     if "." not in f and f not in known)
-        return reads
+        compiled.reads = tuple(sorted(sure_reads(actions, known)))
+        return compiled
 
     def _inert(self, action: n.Action) -> bool:
         return isinstance(action, n.CallPython) and self.params.get(action.func.name) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from cbdsl import language
-from cbdsl.checker.order import filter_counter
+from cbdsl.checker.order import filter_counter, sure_reads
 from cbdsl.checker.trackers import metric_name_of, trackers_of
 from cbdsl.pythonize.code import AND, CMP, MUL, Code, chain, py_str
 from cbdsl.pythonize.layout import Comment, If, Line
@@ -65,6 +65,14 @@ class RuleWriter:
         groups = self.condition_groups(rule, scope)
         conditions = [(reads, chain("and", [self.expr(c, scope, boolean=True) for c in parts]))
                       for reads, parts in groups]
+        # the metrics the actions read whatever the values: all read before the first action,
+        # so a rule runs whole or not at all, as the compiled rule does
+        known = {*self.params, *self.variables, *language.BUILTIN_NAMES, *scope.locals}
+        action_reads = []
+        for key in sorted(sure_reads(rule.actions, known)):
+            if key not in scope.metric_locals:
+                scope.metric_locals[key] = self.metric_local(key, scope)
+                action_reads.append((key, scope.metric_locals[key]))
         actions = self.actions(rule.actions, scope, rule, guarded_calls=guard is None)
         if not lr_first and reads_lr and actions:
             actions.insert(0, LR_READ)
@@ -73,6 +81,7 @@ class RuleWriter:
                 if isinstance(tracker.node, n.Stalls):
                     actions.append(Line(f"self.{tracker.attrs['wait']} = 0  "
                                         "# acted on: count afresh"))
+        actions = self.missing_chain(action_reads, actions, scope, rule)
         inner = actions
         last = core[-1] if core else None
         if len(conditions) == 1 and not conditions[0][0] and isinstance(last, If) and \
