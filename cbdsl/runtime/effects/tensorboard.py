@@ -152,7 +152,8 @@ def tensorboard_projector(cb: Any, *, where: str, dir: Any, metadata: Any = None
 
 def _profiling(cb: Any) -> Any:
     """The backend's profiler (`keras.src.backend.tensorboard`), or None where Keras's
-    TensorBoard profiles nothing: JAX before Python 3.12 (with Keras's warning, once)."""
+    TensorBoard profiles nothing: JAX before Python 3.12 (with Keras's warning, once), and
+    backends with no profiler (torch, numpy, openvino)."""
     from keras.src import backend
 
     if backend.backend() == "jax" and sys.version_info < (3, 12):
@@ -161,7 +162,7 @@ def _profiling(cb: Any) -> Any:
             warnings.warn("Profiling with the jax backend requires python >= 3.12.",
                           stacklevel=2)
         return None
-    return backend.tensorboard
+    return getattr(backend, "tensorboard", None)
 
 
 def tensorboard_trace(cb: Any, *, where: str, dir: Any, on: Any, step: Any = 0) -> str:
