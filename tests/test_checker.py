@@ -954,3 +954,43 @@ def test_values_computed_from_parameters_are_known_before_training():
                           "do set x = x + 1, print \"{x}\"")
     (cb,) = cbdsl.compile(checked)
     assert cb.x == 6
+
+
+# ---------------------------------------------------------------- requirements at use
+
+
+def test_a_requirement_the_use_line_fails_is_e302_there_with_a_note():
+    source = ("callback Shrink(factor = 0.1, patience = 2) {\n"
+              '  require factor < 1.0 else "factor must be below 1, got {factor:.1f}"\n'
+              "  on epoch_end when loss stalls patience do lr *= factor\n}\n"
+              "use Shrink(factor = 2)\n")
+    error = check_error(source)
+    (diag,) = error.diagnostics
+    assert (diag.code, diag.message, diag.span.line) == (
+        "E302", "factor must be below 1, got 2.0", 5)
+    assert diag.related[0][0] == "required by 'Shrink' here" and diag.related[0][2].line == 2
+
+
+@pytest.mark.parametrize(("use", "name", "arguments"), [
+    ("use keras.reduce_lr_on_plateau(factor = 1.5)", "ReduceLROnPlateau", {"factor": 1.5}),
+    ('use keras.backup_and_restore(backup_dir = "")', "BackupAndRestore", {"backup_dir": ""}),
+    ('use keras.backup_and_restore(backup_dir = "b", save_freq = "batch")', "BackupAndRestore",
+     {"backup_dir": "b", "save_freq": "batch"}),
+])
+def test_built_in_requirements_are_checked_at_the_use_line(use, name, arguments):
+    import keras
+
+    error = check_error(use)
+    assert [d.code for d in error.diagnostics] == ["E302"]
+    with pytest.raises(ValueError) as keras_s:  # what Keras's class raises, in its words
+        getattr(keras.callbacks, name)(**arguments)
+    assert str(keras_s.value) == error.diagnostics[0].message
+
+
+@pytest.mark.parametrize("use", [
+    "use keras.reduce_lr_on_plateau(factor = 0.5)",
+    "param f = 2.0\nuse keras.reduce_lr_on_plateau(factor = f)",  # the run may bind f anew
+    'use keras.tensorboard(log_dir = "logs", profile_batch = 2)',  # reads backend()
+])
+def test_requirements_the_check_cannot_decide_are_left_to_the_build(use):
+    assert cbdsl.check(use).diagnostics == []

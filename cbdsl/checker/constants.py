@@ -79,6 +79,85 @@ def folded(expr: n.Expr | None, params: dict[str, ParamInfo] | None = None) -> A
         return UNKNOWN
 
 
+# Functions whose value depends on the machine or the moment: never computed at check time.
+_ENVIRONMENT = frozenset({"backend", "profiler_available", "now", "file_empty"})
+
+
+def evaluate(expr: n.Expr | None, bound: dict[str, Any]) -> Any:
+    """The value of an expression of constants and the `bound` parameter values, computed as
+    the run computes it (`require` conditions at a `use` line), else UNKNOWN: a parameter not
+    bound, a function of the machine (`backend()`), or a value outside a function's domain."""
+    t = type(expr)
+    if t in (n.Number, n.String, n.Bool):
+        return expr.value
+    if t is n.NoneLit:
+        return None
+    if t is n.Name:
+        if expr.id in bound:
+            return bound[expr.id]
+        return float("inf") if expr.id == "inf" else UNKNOWN
+    if t is n.Table:
+        table = {}
+        for k, v in expr.entries:
+            key, value = evaluate(k, bound), evaluate(v, bound)
+            if key is UNKNOWN or value is UNKNOWN or isinstance(key, dict | list):
+                return UNKNOWN
+            table[key] = value
+        return table
+    if t is n.Unary:
+        operand = evaluate(expr.operand, bound)
+        if operand is UNKNOWN:
+            return UNKNOWN
+        if expr.op == "not":
+            return not operand
+        return _or_unknown(values.negate, operand) if expr.op == "-" else operand
+    if t is n.BinOp:
+        left, right = evaluate(expr.left, bound), evaluate(expr.right, bound)
+        if left is UNKNOWN or right is UNKNOWN:
+            return UNKNOWN
+        return _or_unknown(values.arithmetic, expr.op, left, right)
+    if t is n.BoolOp:
+        left = evaluate(expr.left, bound)
+        if left is UNKNOWN or (expr.op == "and" and not left) or (expr.op == "or" and left):
+            return left if left is UNKNOWN else bool(left)
+        right = evaluate(expr.right, bound)
+        return right if right is UNKNOWN else bool(right)
+    if t is n.Conditional:
+        cond = evaluate(expr.cond, bound)
+        if cond is UNKNOWN:
+            return UNKNOWN
+        return evaluate(expr.then if cond else expr.orelse, bound)
+    if t is n.Compare:
+        left = evaluate(expr.first, bound)
+        for op, node in expr.rest:
+            right = evaluate(node, bound)
+            if left is UNKNOWN or right is UNKNOWN:
+                return UNKNOWN
+            held = _or_unknown(values.compare, op, left, right)
+            if held is UNKNOWN or not held:
+                return held
+            left = right
+        return True
+    if t is n.Call:
+        function = language.FUNCTIONS.get(expr.func.name)
+        if function is None or function.reads_event or expr.func.name in _ENVIRONMENT \
+                or expr.func.name in bound or expr.keywords:
+            return UNKNOWN
+        args = [evaluate(a, bound) for a in expr.args]
+        if any(a is UNKNOWN for a in args) or not all(
+                values.matches(function.arg(i).type, a) for i, a in enumerate(args)):
+            return UNKNOWN
+        return _or_unknown(function.impl, *args)
+    return UNKNOWN
+
+
+def _or_unknown(fn, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception:  # outside the domain: the run reports it, with its values
+        return UNKNOWN
+
+
 def _const_ok(expr, params) -> bool:
     try:
         const_value(expr, params)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import string
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from cbdsl import language
 from cbdsl.checker.conflicts import ConflictChecks
-from cbdsl.checker.constants import training_only
+from cbdsl.checker.constants import UNKNOWN, evaluate, training_only
 from cbdsl.checker.definitions import (
+    INVALID,
     REQUIRED,
     CheckedProgram,
     Definition,
@@ -157,7 +160,25 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
                     not language.accepts(declared, language.narrowed(given, declared),
                                          definition.params[name].default is None):
                 self.report("E221", f"'{name}' takes {declared}, got {given}", value.span, where)
+        self._check_requirements(use, definition, args, where)
         return Instance(definition, args, use.dotted, use.span)
+
+    def _check_requirements(self, use: n.Use, definition: Definition, args: dict[str, n.Expr],
+                            where: n.Program) -> None:
+        """`require` clauses whose parameters the `use` line fixes: a failed one is E302 at
+        that line (the requirement in a note), as building the callback would raise."""
+        bound: dict[str, Any] = {}
+        for name, info in definition.params.items():
+            value = evaluate(args[name], {}) if name in args else info.default
+            if value is not UNKNOWN and value is not REQUIRED and value is not INVALID:
+                bound[name] = value
+        for requirement in definition.requirements:
+            if evaluate(requirement.condition, bound) is not False:
+                continue
+            message = evaluate(requirement.message, bound)
+            text = _filled(message, bound) if isinstance(message, str) else "requirement not met"
+            self.report("E302", text, use.span, where, related=[(
+                f"required by '{use.dotted}' here", definition.path, requirement.span)])
 
     # ------------------------------------------------------- definitions
     def check_definition(self, definition: Definition) -> None:
@@ -268,3 +289,16 @@ def check(program: n.Program) -> CheckedProgram:
         CbdslCheckError: with every error found (codes E2xx), not just the first.
     """
     return Checker(program).run()
+
+
+def _filled(template: str, bound: dict[str, Any]) -> str:
+    """A requirement's message with the fields the `use` line fixes filled in."""
+    out = []
+    try:
+        for literal, name, spec, _ in string.Formatter().parse(template):
+            out.append(literal)
+            if name is not None:
+                out.append(format(bound[name], spec or "") if name in bound else f"{{{name}}}")
+    except (ValueError, TypeError, KeyError):
+        return template
+    return "".join(out)
