@@ -312,7 +312,7 @@ def run_explain(path: str, python: bool = False) -> int:
     except OSError as exc:
         print(f"cbdsl explain: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    print("\n".join(explain(program)))
+    print("\n".join(explain(program, checked)))
     return EXIT_CLEAN
 
 

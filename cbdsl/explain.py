@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from cbdsl import language
+from cbdsl.checker import REQUIRED, CheckedProgram, Definition
 from cbdsl.syntax import nodes as n
 
 _EVENTS = {
@@ -28,8 +31,12 @@ _SET = {"=": "set {var} to {v}", "*=": "multiply {var} by {v}", "/=": "divide {v
         "+=": "add {v} to {var}", "-=": "subtract {v} from {var}"}
 
 
-def explain(program: n.Program) -> list[str]:
-    """Sentences for a parsed rule file: a heading per callback, one sentence per rule."""
+def explain(program: n.Program, checked: CheckedProgram | None = None) -> list[str]:
+    """Sentences for a parsed rule file: a heading per callback, one sentence per rule.
+
+    Given the checked program, `use` and `extends` are followed into the rules they bring
+    (each said in the words of the file it was written in, which is named).
+    """
     words = Explainer(program.source)
     lines = []
     top = [item for item in program.items if isinstance(item, n.Rule)]
@@ -38,24 +45,81 @@ def explain(program: n.Program) -> list[str]:
         lines += [f"- {words.rule(rule)}" for rule in top]
     for item in program.items:
         if isinstance(item, n.CallbackDef):
-            params = ", ".join(words.param(p) for p in item.params)
+            definition = checked.definitions.get(item.name.name) if checked else None
+            if definition is not None and item.extends is not None:
+                params = ", ".join(_param(name, info) for name, info in
+                                   definition.params.items())
+            else:
+                params = ", ".join(words.param(p) for p in item.params)
             head = f"Callback {item.name.name}({params})"
             if item.extends is not None:
                 head += f", built on {words.use(item.extends)}"
-            lines.append(head + (f": {item.doc.strip().splitlines()[0]}" if item.doc else ":"))
-            for part in item.body:
-                if isinstance(part, n.Rule):
-                    lines.append(f"- {words.rule(part)}")
-                elif isinstance(part, n.Require):
-                    lines.append(f"- Refuses to be built unless {words.expr(part.condition)}.")
-                elif isinstance(part, n.Expose):
-                    lines.append(f"- Shows `{part.name.name}` as an attribute: "
-                                 f"{words.text(part.value)}.")
+            doc = definition.doc if definition is not None else item.doc  # or the base's
+            lines.append(head + (f": {doc.strip().splitlines()[0]}" if doc else ":"))
+            if definition is not None:
+                lines += _body(definition, checked, program.path, "")
+            else:
+                lines += _parts(item.body, words, "")
         elif isinstance(item, n.Use):
-            lines.append(f"Uses {words.use(item)}.")
+            instance = next((i for i in checked.instances if i.span == item.span), None) \
+                if checked else None
+            if instance is None:
+                lines.append(f"Uses {words.use(item)}.")
+                continue
+            definition = instance.definition
+            defined_here = definition.node is not None and any(
+                i is definition.node for i in program.items)
+            order = ""
+            if instance.priority:
+                order = (", before the file's own rules" if instance.priority > 0 else
+                         ", after the file's own rules") + f" (priority {instance.priority})"
+            if defined_here:
+                lines.append(f"Uses {words.use(item)}{order}, defined above.")
+                continue
+            lines.append(f"Uses {words.use(item)}{order}: {definition.name} from "
+                         f"{_shown(definition.path)}"
+                         + (f", {definition.doc.strip().splitlines()[0]}" if definition.doc
+                            else ""))
+            lines += _body(definition, checked, definition.path, "  ")
         elif isinstance(item, n.Import):
             lines.append(f"Imports the rules of {item.path.value}.")
     return lines
+
+
+def _body(definition: Definition, checked: CheckedProgram, here: str, indent: str) -> list[str]:
+    """A definition's requirements, exposures and rules, each in its own file's words."""
+    lines, explainers = [], {}
+    for part in definition.body:
+        path, source = checked.origin(part, definition)
+        words = explainers.setdefault(path, Explainer(source))
+        where = "" if path == here else f" (from {_shown(path)})"
+        lines += [line + where for line in _parts([part], words, indent)]
+    return lines
+
+
+def _parts(parts, words: Explainer, indent: str) -> list[str]:
+    lines = []
+    for part in parts:
+        if isinstance(part, n.Rule):
+            lines.append(f"{indent}- {words.rule(part)}")
+        elif isinstance(part, n.Require):
+            lines.append(f"{indent}- Refuses to be built unless {words.expr(part.condition)}.")
+        elif isinstance(part, n.Expose):
+            lines.append(f"{indent}- Shows `{part.name.name}` as an attribute: "
+                         f"{words.text(part.value)}.")
+    return lines
+
+
+def _param(name: str, info) -> str:
+    if info.default is REQUIRED or (info.node is not None and info.node.default is None):
+        return f"{name}: {info.type}"
+    return f"{name} = {language.rule_literal(info.default)}"
+
+
+def _shown(path: str) -> str:
+    """A file as the reader knows it: relative to here when below it, else its name."""
+    relative = os.path.relpath(path) if os.path.isabs(path) else path
+    return relative if not relative.startswith("..") else os.path.basename(path)
 
 
 class Explainer:

@@ -265,7 +265,8 @@ CASES = {
         "<string>:4:1: error E207: 'a' and 'b' both write lr at epoch_end\n"
         "4 | use b()\n"
         "    ^^^^^^^ the later callback in the list would win silently: keep one writer per "
-        "target and event"),
+        "target and event, or order them: `use X(...) priority 1` runs X before the file's "
+        "rules"),
     # ------------------------------------------------------------- E208
     "E208-unknown-target": (
         "on epoch_end do learn_rate = 0.1",
@@ -994,3 +995,39 @@ def test_built_in_requirements_are_checked_at_the_use_line(use, name, arguments)
 ])
 def test_requirements_the_check_cannot_decide_are_left_to_the_build(use):
     assert cbdsl.check(use).diagnostics == []
+
+
+# ---------------------------------------------------------------- order across composition
+
+
+def test_a_use_priority_orders_a_used_callback_against_the_file_s_rules():
+    source = ('use keras.reduce_lr_on_plateau(monitor = "loss", patience = 1) priority 1\n'
+              "on epoch_end when epoch == 3 do lr *= 0.5\n")
+    checked = cbdsl.check(source)
+    assert [(i.label, i.priority) for i in checked.instances] == [
+        ("keras.reduce_lr_on_plateau", 1), ("policy", 0)]
+    callbacks = cbdsl.compile(source)
+    assert [type(cb).__name__ for cb in callbacks] == ["ReduceLROnPlateau", "Policy"]
+    unordered = source.replace(" priority 1", "")
+    assert [d.code for d in check_error(unordered).diagnostics] == ["E207"]
+    named = check_error(source.replace("priority 1", "priority x"))
+    assert "E204" in {d.code for d in named.diagnostics}
+
+
+def test_writers_whose_filters_never_hold_together_do_not_conflict():
+    warmup = ("param w = 5\n"
+              "on epoch_begin before epoch w do lr = 0.01 * (epoch + 1) / w\n"
+              "on epoch_begin from epoch w do lr = 0.01 * 0.9 ** (epoch - w)\n")
+    assert cbdsl.check(warmup).diagnostics == []
+    assert cbdsl.check("on epoch_end once at epoch 2 do lr = 0.1\n"
+                       "on epoch_end once at epoch 3 do lr = 0.2\n").diagnostics == []
+    assert cbdsl.check("on epoch_end before epoch 3 do lr = 0.1\n"
+                       "on epoch_end after 3 epochs do lr = 0.2\n").diagnostics == []
+    for overlapping in ("on epoch_end before epoch 4 do lr = 0.1\n"
+                        "on epoch_end after 3 epochs do lr = 0.2\n",
+                        "on epoch_end every 2 epochs do lr = 0.1\n"
+                        "on epoch_end every 3 epochs do lr = 0.2\n",
+                        "param a = 2\nparam b = 3\n"
+                        "on epoch_end before epoch a do lr = 0.1\n"
+                        "on epoch_end from epoch b do lr = 0.2\n"):  # b may be bound below a
+        assert [d.code for d in check_error(overlapping).diagnostics] == ["E207"], overlapping

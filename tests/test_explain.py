@@ -69,3 +69,45 @@ def test_baseline_means_the_first_best_for_improves_and_a_bar_for_stalls():
     assert "improves (the first best to beat is 0.5)" in improves
     assert "patience" not in improves
     assert "(patience resets only once it also beats 0.5)" in stalls
+
+
+# ---------------------------------------------------------------- use and extends
+
+
+def test_explain_follows_use_and_extends_into_their_files(tmp_path, capsys):
+    (tmp_path / "lib.cbd").write_text(
+        "callback Shrink(factor = 0.1, patience = 2) {\n"
+        '  "Shrink the rate on a plateau."\n'
+        "  require factor < 1.0 else \"factor must be below 1\"\n"
+        "  on epoch_end when loss stalls patience do lr *= factor\n}\n")
+    policy = tmp_path / "policy.cbd"
+    policy.write_text('import "lib.cbd"\n'
+                      "callback Stricter extends Shrink(patience = 1) {\n"
+                      "  on epoch_end after 20 epochs do stop\n}\n"
+                      "use Stricter(factor = 0.5)\n"
+                      'use keras.early_stopping(monitor = "loss") priority 1\n')
+    assert main(["explain", str(policy)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "Callback Stricter(factor = 0.1, patience = 1), built on Shrink(patience = 1): " \
+           "Shrink the rate on a plateau." in lines
+    assert ("- At the end of every epoch, if loss has not improved for patience checks, "
+            "multiply the learning rate by factor. (from lib.cbd)") in lines
+    assert "Uses Stricter(factor = 0.5), defined above." in lines
+    used = next(i for i, line in enumerate(lines) if line.startswith("Uses keras.early_stop"))
+    assert lines[used].startswith('Uses keras.early_stopping(monitor = "loss"), before the '
+                                  "file's own rules (priority 1): EarlyStopping from ")
+    assert any(line.startswith("  - At the end of every epoch") for line in lines[used + 1:])
+
+
+def test_explain_python_comments_rules_from_the_base_s_file(tmp_path, capsys):
+    (tmp_path / "lib.cbd").write_text(
+        "callback Shrink(factor = 0.1) {\n"
+        "  on epoch_end when loss stalls 2 do lr *= factor\n}\n")
+    policy = tmp_path / "policy.cbd"
+    policy.write_text('import "lib.cbd"\n'
+                      "callback Stricter extends Shrink() {\n"
+                      "  on epoch_end after 20 epochs do stop\n}\nuse Stricter()\n")
+    assert main(["explain", "--python", str(policy)]) == 0
+    text = capsys.readouterr().out
+    assert "# lib.cbd, line 2: on epoch_end when loss stalls 2 do lr *= factor" in text
+    assert "# line 3: on epoch_end after 20 epochs do stop" in text

@@ -65,6 +65,7 @@ class Instance:
     args: dict[str, n.Expr] = field(default_factory=dict)
     label: str = ""
     span: Span | None = None
+    priority: int = 0  # `use ... priority N`: higher runs first; the file's own rules are 0
 
 
 @dataclass
@@ -75,8 +76,12 @@ class CheckedProgram:
         program: the parsed root file.
         main: the file's top level (its params, vars and rules) as a definition.
         definitions: callback definitions visible by name.
-        instances: the callbacks to build, in file order.
+        instances: the callbacks to build, in the order they run (by `use` priority, then
+            in file order).
         diagnostics: warnings (a CheckedProgram has no errors).
+        origins: where each part of a definition's body (rule, variable, requirement) was
+            written, as `(path, source)` by the part's `id`: an imported file's, a base
+            callback's in another file.
     """
 
     program: n.Program
@@ -84,6 +89,11 @@ class CheckedProgram:
     definitions: dict[str, Definition]
     instances: list[Instance]
     diagnostics: list[Diagnostic]
+    origins: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def origin(self, part: n.Node, definition: Definition) -> tuple[str, str]:
+        """The file (path and text) a part of `definition` was written in."""
+        return self.origins.get(id(part), (definition.path, definition.source))
 
     @property
     def warnings(self) -> list[Diagnostic]:

@@ -10,7 +10,13 @@ from typing import Any
 
 from cbdsl import language
 from cbdsl.checker.conflicts import ConflictChecks
-from cbdsl.checker.constants import UNKNOWN, evaluate, training_only
+from cbdsl.checker.constants import (
+    UNKNOWN,
+    NotConstant,
+    const_value,
+    evaluate,
+    training_only,
+)
 from cbdsl.checker.definitions import (
     INVALID,
     REQUIRED,
@@ -78,12 +84,19 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
             instance = self._instantiate(use, where, main)
             if instance is not None:
                 instances.append(instance)
+        instances.sort(key=lambda i: -i.priority)  # stable: in file order within a priority
         self._check_cross_conflicts(instances)
         self.diagnostics.sort(key=lambda d: (d.path, d.span or Span(0, 0, 0, 0)))
         errors = [d for d in self.diagnostics if d.severity == "error"]
         if errors:
             raise CbdslCheckError(self.diagnostics)
-        return CheckedProgram(self.program, main, self.definitions, instances, self.diagnostics)
+        origins = {}
+        for definition in (main, *self.definitions.values(), *(i.definition for i in instances)):
+            for part in definition.body:
+                where = self.origin(part, definition)
+                origins.setdefault(id(part), (where.path, where.source))
+        return CheckedProgram(self.program, main, self.definitions, instances, self.diagnostics,
+                              origins)
 
     # ------------------------------------------------------- imports, defs
     def _collect(self, program: n.Program, params: list, body: list, uses: list,
@@ -161,7 +174,22 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
                                          definition.params[name].default is None):
                 self.report("E221", f"'{name}' takes {declared}, got {given}", value.span, where)
         self._check_requirements(use, definition, args, where)
-        return Instance(definition, args, use.dotted, use.span)
+        return Instance(definition, args, use.dotted, use.span,
+                        self._use_priority(use, main, where))
+
+    def _use_priority(self, use: n.Use, main: Definition, where: n.Program) -> int:
+        """`use X(...) priority N`: a constant integer (E204 otherwise)."""
+        if use.priority is None:
+            return 0
+        try:
+            value = const_value(use.priority.value, main.params)
+        except NotConstant:
+            value = None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.report("E204", "the priority of a 'use' must be a constant integer",
+                        use.priority.value.span, where)
+            return 0
+        return value
 
     def _check_requirements(self, use: n.Use, definition: Definition, args: dict[str, n.Expr],
                             where: n.Program) -> None:

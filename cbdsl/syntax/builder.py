@@ -362,9 +362,9 @@ class Builder(Transformer):
         return tuple(_ident(t) for t in children)
 
     def use(self, meta, children):
-        name, arguments = children
+        name, arguments, priority = children
         args, keywords = arguments or ((), ())
-        return n.Use(name, args, keywords, _span(meta))
+        return n.Use(name, args, keywords, _span(meta), priority)
 
     def param_default(self, meta, children):
         token, value = children

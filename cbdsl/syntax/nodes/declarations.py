@@ -98,13 +98,15 @@ class Import(Node):
 
 @dataclass(frozen=True)
 class Use(Node):
-    """`use library.rule(args)`: instantiate a callback definition."""
+    """`use library.rule(args) [priority N]`: instantiate a callback definition; callbacks of
+    a higher priority run first (the file's own rules have 0)."""
 
-    children: ClassVar[tuple[str, ...]] = ("args", "keywords")
+    children: ClassVar[tuple[str, ...]] = ("args", "keywords", "priority")
     name: tuple[Ident, ...]
     args: tuple[Expr, ...] = ()
     keywords: tuple[Keyword, ...] = ()
     span: Span = _span()
+    priority: Priority | None = None
 
     @property
     def dotted(self) -> str:
