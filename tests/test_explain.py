@@ -96,7 +96,8 @@ def test_explain_follows_use_and_extends_into_their_files(tmp_path, capsys):
     used = next(i for i, line in enumerate(lines) if line.startswith("Uses keras.early_stop"))
     assert lines[used].startswith('Uses keras.early_stopping(monitor = "loss"), before the '
                                   "file's own rules (priority 1): EarlyStopping from ")
-    assert any(line.startswith("  - At the end of every epoch") for line in lines[used + 1:])
+    assert any(line.startswith("  - plateau: At the end of every epoch") and "stop training" in line
+               for line in lines[used + 1:])
 
 
 def test_explain_python_comments_rules_from_the_base_s_file(tmp_path, capsys):
