@@ -17,7 +17,7 @@ from cbdsl.checker.definitions import (
 )
 from cbdsl.checker.order import names_read
 from cbdsl.checker.params import ParameterChecks
-from cbdsl.checker.resolve import Resolution
+from cbdsl.checker.resolve import Resolution, Session
 from cbdsl.checker.rules import RuleChecker
 from cbdsl.checker.scope import Scope
 from cbdsl.checker.templates import template_fields, template_problem
@@ -34,11 +34,12 @@ RESERVED_ATTRIBUTES = frozenset({
 class Checker(Resolution, ParameterChecks, ConflictChecks):
     """Runs every semantic pass and collects diagnostics instead of stopping at the first."""
 
-    def __init__(self, program: n.Program):
+    def __init__(self, program: n.Program, session: Session | None = None):
         self.program = program
         self.diagnostics: list[Diagnostic] = []
-        self.definitions: dict[str, Definition] = {}
-        self.library_cache: dict[Path, n.Program] = {}
+        self.definitions: dict[str, Definition] = {}  # callbacks of this file and its imports
+        self._library_definitions: dict[str, Definition] = {}  # `LIBRARY.Name` -> definition
+        self._session = session if session is not None else Session()
         self._importing: dict[str, Span] = {}  # file -> the import being followed from it
         self._origin: dict[int, n.Program] = {}  # top-level item -> the file it was written in
         self._base = (os.path.dirname(os.path.abspath(program.path))
@@ -57,12 +58,28 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
         reported in that file, not in the file that imports it."""
         return self._origin.get(id(item), default)
 
+    @property
+    def failed(self) -> bool:
+        """Whether any error was found."""
+        return any(d.severity == "error" for d in self.diagnostics)
+
     # ---------------------------------------------------------- entry point
     def run(self) -> CheckedProgram:
+        checked = self.check_program()
+        if self.failed:
+            raise CbdslCheckError(self.diagnostics)
+        return checked
+
+    def check_program(self) -> CheckedProgram:
+        """Every pass over the whole program, collecting diagnostics without raising (a used
+        library file is checked this way)."""
+        own = os.path.abspath(self.program.path)
+        if os.path.isfile(own):
+            self._session.active.setdefault(str(Path(own).resolve()), (self, None, None))
         params: list[n.ParamDecl] = []
         body: list[n.Rule | n.VarDecl] = []
         uses: list[tuple[n.Use, n.Program]] = []
-        self._collect(self.program, params, body, uses, [os.path.abspath(self.program.path)])
+        self._collect(self.program, params, body, uses, [own])
         main = Definition(_stem(self.program.path), self._params(params, self.program), tuple(body),
                           self.program.path, self.program.source)
         self.check_definition(main)
@@ -77,10 +94,9 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
                 instances.append(instance)
         self._check_cross_conflicts(instances)
         self.diagnostics.sort(key=lambda d: (d.path, d.span or Span(0, 0, 0, 0)))
-        errors = [d for d in self.diagnostics if d.severity == "error"]
-        if errors:
-            raise CbdslCheckError(self.diagnostics)
-        return CheckedProgram(self.program, main, self.definitions, instances, self.diagnostics)
+        return CheckedProgram(self.program, main,
+                              {**self.definitions, **self._library_definitions}, instances,
+                              self.diagnostics)
 
     # ------------------------------------------------------- imports, defs
     def _collect(self, program: n.Program, params: list, body: list, uses: list,
