@@ -113,7 +113,8 @@ def installed_libraries() -> list[Library]:
             continue
         if folder.is_dir():
             dist = entry.dist
-            what = f"package {dist.name} {dist.version}" if dist is not None else "a package"
+            what = "the built-in library" if entry.value == "cbdsl.rules" else \
+                f"package {dist.name} {dist.version}" if dist is not None else "a package"
             out.append(Library(entry.name, folder.resolve(), what))
     builtin = Path(str(resources.files("cbdsl.rules"))).resolve()
     if not any(lib.name == "keras" and lib.folder == builtin for lib in out):

@@ -75,7 +75,7 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
         library file is checked this way)."""
         own = os.path.abspath(self.program.path)
         if os.path.isfile(own):
-            self._session.active.setdefault(str(Path(own).resolve()), (self, None, None))
+            self._session.active.setdefault(str(Path(own).resolve()), self)
         params: list[n.ParamDecl] = []
         body: list[n.Rule | n.VarDecl] = []
         uses: list[tuple[n.Use, n.Program]] = []
@@ -93,7 +93,9 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
             if instance is not None:
                 instances.append(instance)
         self._check_cross_conflicts(instances)
-        self.diagnostics.sort(key=lambda d: (d.path, d.span or Span(0, 0, 0, 0)))
+        # a base's rules are checked in each definition that extends it: report them once
+        self.diagnostics = sorted(dict.fromkeys(self.diagnostics),
+                                  key=lambda d: (d.path, d.span or Span(0, 0, 0, 0)))
         return CheckedProgram(self.program, main,
                               {**self.definitions, **self._library_definitions}, instances,
                               self.diagnostics)

@@ -22,7 +22,7 @@ class Session:
     parsed: dict[str, n.Program | None] = field(default_factory=dict)
     parse_errors: dict[str, list[Diagnostic]] = field(default_factory=dict)
     checked: dict[str, Any] = field(default_factory=dict)  # file -> its Checker
-    active: dict[str, tuple[Any, str | None, Span | None]] = field(default_factory=dict)
+    active: dict[str, Any] = field(default_factory=dict)  # file -> the Checker checking it
     libraries: dict[tuple[str | None, str | None], dict[str, list[Library]]] = \
         field(default_factory=dict)
 
@@ -56,7 +56,8 @@ class Resolution:
         try:
             imported = parse(read_source(target), target)
         except CbdslError as exc:
-            self.diagnostics.extend(exc.diagnostics)
+            self.diagnostics.extend(dataclasses.replace(d, related=(
+                *d.related, ("imported here", program.path, item.span))) for d in exc.diagnostics)
             return
         self._importing[os.path.abspath(program.path)] = item.span
         self._collect(imported, params, body, uses, [*stack, target])
@@ -123,13 +124,11 @@ class Resolution:
                 if checker is not self:
                     self._library_definitions[f"{library.name}.{named[0].name}"] = named[0]
                 return named[0]
-            if str(path.resolve()) in self._session.active:
-                _, start_path, start = self._session.active[str(path.resolve())]
+            if str(path.resolve()) in self._session.active:  # the notes show the way round
                 self.report("E213", f"cycle: '{use.dotted}' leads back to {path.name}, which is "
                             "still being checked", use.span, where,
                             "a file uses its own callbacks only below their definitions"
-                            if checker is self else None,
-                            [("the cycle starts here", start_path, start)] if start else ())
+                            if checker is self else None)
                 return None
             if len(defs) > 1:
                 self.report("E206", f"{path.name} defines {len(defs)} callbacks; name one",
@@ -166,7 +165,7 @@ class Resolution:
         with a note at the using line."""
         key, session = str(path.resolve()), self._session
         if key in session.active:
-            return session.active[key][0]
+            return session.active[key]
         if key in session.checked:
             checker = session.checked[key]
             return None if checker.failed else checker
@@ -176,7 +175,7 @@ class Resolution:
                                     for d in session.parse_errors.pop(key, ()))
             return None
         checker = type(self)(program, session)
-        session.active[key] = (checker, where.path, use.span)
+        session.active[key] = checker
         try:
             checker.check_program()
         finally:
