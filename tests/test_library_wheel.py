@@ -110,8 +110,9 @@ def run(*args, cwd, env=None, ok=True) -> subprocess.CompletedProcess:
 
 def outer_site_dirs() -> list[str]:
     """This environment's package folders (keras, the backends, pytest, pip)."""
-    return [p for p in dict.fromkeys([sysconfig.get_paths()["purelib"],
-                                      *site.getsitepackages()]) if os.path.isdir(p)]
+    found = [sysconfig.get_paths()["purelib"], *site.getsitepackages(),
+             *(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))]
+    return [p for p in dict.fromkeys(found) if os.path.isdir(p)]
 
 
 def wheel(tmp_path: Path, name: str, version: str, package: str = "acme_rules") -> Path:
@@ -243,4 +244,12 @@ def test_the_pre_commit_hooks_check_a_project_that_uses_a_library(tmp_path):
     git(project, "add", "-A")
     done = run(sys.executable, "-m", "pre_commit", "run", "--all-files", cwd=project, env=env,
                ok=False)
-    assert done.returncode == 1 and "policy.cbd:2:26: error E212" in done.stdout
+    assert done.returncode == 1 and "policy.cbd:2:25: error E212" in done.stdout
+    # without the library in `additional_dependencies`, the hook's own environment lacks it
+    (project / "policy.cbd").write_text(POLICY)
+    (project / ".pre-commit-config.yaml").write_text(
+        config.replace(f'additional_dependencies: ["{acme}"]', "verbose: true"))
+    git(project, "add", "-A")
+    done = run(sys.executable, "-m", "pre_commit", "run", "--all-files", cwd=project, env=env,
+               ok=False)
+    assert done.returncode == 1 and "error E206: no rule library named 'acme'" in done.stdout
