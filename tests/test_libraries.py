@@ -211,6 +211,14 @@ def test_diagnostics_inside_a_used_file_point_at_the_using_line(tmp_path):
     assert [(m, p, s.line) for m, p, s in diagnostic.related] == [
         ("used here", str(policy), 2)]
     assert diagnostic.to_dict()["related"][0]["message"] == "used here"
+    # the used file's own uses are checked too, at their lines
+    (tmp_path / "acme" / "shared" / "base.cbd").write_text(ACME["shared/base.cbd"])
+    (tmp_path / "acme" / "warmup.cbd").write_text(
+        ACME["warmup.cbd"] + "use keras.early_stopping(patiense = 1)\n")
+    policy.write_text("use acme.Warmup()\n")
+    (diagnostic,) = check_error(None, policy).diagnostics
+    assert (diagnostic.code, os.path.basename(diagnostic.path), diagnostic.span.line) == (
+        "E212", "warmup.cbd", 8)
 
 
 def test_cycles_are_reported_wherever_they_are_reached(tmp_path):
