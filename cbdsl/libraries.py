@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cbdsl.checker import INVALID, REQUIRED, ParamInfo
-from cbdsl.checker.libraries import library_dirs
-from cbdsl.diagnostics import CbdslError
+from cbdsl.checker.libraries import find_libraries
+from cbdsl.diagnostics import CbdslError, Diagnostic
 from cbdsl.language import rule_literal
 
 
@@ -20,7 +20,8 @@ class LibraryRule:
         rule: the file's name without `.cbd`.
         callbacks: `(name, signature, first line of its doc)` per callback it defines.
         path: the file.
-        error: the first diagnostic, when the file does not check.
+        error: the first diagnostic, when the file does not check or its library's name is
+            found in more than one place (E209, naming each).
     """
 
     library: str
@@ -31,28 +32,30 @@ class LibraryRule:
 
 
 def catalog(base: str | None = None) -> list[LibraryRule]:
-    """Every rule of every library visible from `base` (a folder; default the working one)."""
+    """Every rule of every library visible from `base` (a folder; default the working one),
+    in the search order `use` follows (docs/libraries.md)."""
     import cbdsl
 
     out = []
-    for library, folders in sorted(library_dirs(base).items()):
-        seen = set()
-        for folder in folders:
-            for path in sorted(folder.glob("*.cbd")):
-                if path.stem in seen:  # an earlier folder of the same library wins
-                    continue
-                seen.add(path.stem)
+    for library, places in sorted(find_libraries(None, base).items()):
+        clash = "" if len(places) == 1 else Diagnostic(
+            "E209", f"library '{library}' is found in {len(places)} places: "
+            + "; ".join(place.describe() for place in places), path=str(places[0].folder),
+        ).render()
+        for place in places:
+            for path in sorted(place.folder.glob("*.cbd")):
                 try:
                     checked = cbdsl.check(path)
                 except CbdslError as exc:
                     first = exc.errors[0] if exc.errors else exc.diagnostics[0]
-                    out.append(LibraryRule(library, path.stem, (), str(path), first.render()))
+                    out.append(LibraryRule(library, path.stem, (), str(path),
+                                           clash or first.render()))
                     continue
                 defs = [d for d in checked.definitions.values()
                         if d.node is not None and Path(d.path) == path]
                 out.append(LibraryRule(library, path.stem, tuple(
                     (d.name, signature(d.params), (d.doc or "").strip().splitlines()[0]
-                     if d.doc else "") for d in defs), str(path)))
+                     if d.doc else "") for d in defs), str(path), clash))
     return out
 
 

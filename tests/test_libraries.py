@@ -140,3 +140,164 @@ def test_extends_reports_bad_overrides_at_their_names():
     assert "1:41: error E212: 'keras.early_stopping' has no parameter 'patiense'" in text
     assert "did you mean 'patience'?" in text
     assert "error E221: 'patience' takes int, got str" in text
+
+
+# An `acme` library laid out as a team ships it: a callback extending one of another file,
+# one built on a base that an imported file defines, and one on a base earlier in its file.
+ACME = {
+    "strict_stop.cbd": STRICT_STOP,
+    "patient_stop.cbd": '''
+callback PatientStop extends acme.strict_stop(patience = 10) {
+  "StrictStop with a longer patience."
+}
+''',
+    "plateau_shrink.cbd": '''
+import "shared/base.cbd"
+
+callback PlateauShrink extends AcmePlateauBase(factor = 0.5) {
+  "Halve the learning rate on a plateau."
+}
+''',
+    "warmup.cbd": '''
+callback Ramp(length = 3) {
+  on epoch_begin when epoch < length do lr = 0.01 * (epoch + 1)
+}
+callback Warmup extends Ramp(length = 2) {
+  "Two epochs of warm-up."
+}
+''',
+    "shared/base.cbd": '''
+callback AcmePlateauBase(monitor = "val_loss", factor = 0.1, patience = 5) {
+  on epoch_end when metric(monitor) stalls patience do lr *= factor
+}
+''',
+}
+
+
+def write_tree(root, files: dict[str, str]):
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def check_error(source, path=None) -> cbdsl.CbdslCheckError:
+    with pytest.raises(cbdsl.CbdslCheckError) as exc:
+        cbdsl.check(path if path is not None else source)
+    return exc.value
+
+
+def test_a_used_file_is_the_whole_program_it_is(tmp_path):
+    write_tree(tmp_path / "acme", ACME)
+    policy = tmp_path / "policy.cbd"
+    policy.write_text("use acme.plateau_shrink(patience = 2)\nuse acme.Warmup()\n"
+                      "use acme.patient_stop()\n")
+    shrink, warmup, patient = cbdsl.compile(policy)
+    assert shrink.arguments == {"monitor": "val_loss", "factor": 0.5, "patience": 2}
+    assert warmup.arguments == {"length": 2}
+    assert patient.arguments["patience"] == 10
+    # the library's files check alone too, the same way
+    for name in ("plateau_shrink", "warmup", "patient_stop"):
+        cbdsl.check(tmp_path / "acme" / f"{name}.cbd")
+
+
+def test_diagnostics_inside_a_used_file_point_at_the_using_line(tmp_path):
+    write_tree(tmp_path / "acme", {**ACME, "shared/base.cbd": ACME["shared/base.cbd"].replace(
+        "epoch_end", "epoch_ned")})
+    policy = tmp_path / "policy.cbd"
+    policy.write_text("\nuse acme.plateau_shrink(patience = 2)\n")
+    (diagnostic,) = check_error(None, policy).diagnostics  # no E212 follows from it
+    assert diagnostic.code == "E201" and diagnostic.path.endswith("base.cbd")
+    assert [(m, p, s.line) for m, p, s in diagnostic.related] == [
+        ("used here", str(policy), 2)]
+    assert diagnostic.to_dict()["related"][0]["message"] == "used here"
+    # the used file's own uses are checked too, at their lines
+    (tmp_path / "acme" / "shared" / "base.cbd").write_text(ACME["shared/base.cbd"])
+    (tmp_path / "acme" / "warmup.cbd").write_text(
+        ACME["warmup.cbd"] + "use keras.early_stopping(patiense = 1)\n")
+    policy.write_text("use acme.Warmup()\n")
+    (diagnostic,) = check_error(None, policy).diagnostics
+    assert (diagnostic.code, os.path.basename(diagnostic.path), diagnostic.span.line) == (
+        "E212", "warmup.cbd", 8)
+
+
+def test_cycles_are_reported_wherever_they_are_reached(tmp_path):
+    write_tree(tmp_path / "acme", {
+        "loop.cbd": 'import "other.cbd"\ncallback Loop() { on epoch_end do stop }\n',
+        "other.cbd": 'import "loop.cbd"\n',
+        "a.cbd": "callback A extends acme.b() {}\n",
+        "b.cbd": "callback B extends acme.a() {}\n",
+        "early.cbd": "callback Early extends acme.Late() {}\ncallback Late() {}\n",
+    })
+    policy = tmp_path / "policy.cbd"
+    for rule, where in (("loop", "other.cbd"), ("a", "b.cbd"), ("early", "early.cbd")):
+        policy.write_text(f"use acme.{rule}()\n")
+        codes = [(d.code, os.path.basename(d.path), d.related[-1][0])
+                 for d in check_error(None, policy).diagnostics]
+        assert ("E213", where, "used here") in codes, codes
+
+
+def test_a_broken_file_breaks_only_the_lookups_that_need_it(tmp_path):
+    write_tree(tmp_path / "acme", {**ACME, "anneal.cbd": "on epoch_end do\n"})
+    policy = tmp_path / "policy.cbd"
+    policy.write_text("use acme.StrictStop(patience = 2)\nuse acme.strict_stop()\n")
+    assert len(cbdsl.compile(policy)) == 2
+    policy.write_text("use acme.anneal()\n")
+    (diagnostic,) = check_error(None, policy).diagnostics
+    assert diagnostic.code == "E102" and diagnostic.related[0][0] == "used here"
+    policy.write_text("use acme.Cosine()\n")
+    (diagnostic,) = check_error(None, policy).diagnostics
+    assert diagnostic.hint == "it has: anneal, patient_stop, plateau_shrink, strict_stop, " \
+        "warmup (anneal.cbd could not be read)"
+
+
+def test_a_library_name_found_in_two_places_is_an_error_naming_both(tmp_path, monkeypatch,
+                                                                    capsys):
+    write_tree(tmp_path / "project" / "acme", ACME)
+    write_tree(tmp_path / "elsewhere" / "acme", {"strict_stop.cbd": STRICT_STOP})
+    monkeypatch.setenv("CBDSL_PATH", str(tmp_path / "elsewhere"))
+    policy = tmp_path / "project" / "policy.cbd"
+    policy.write_text("use acme.strict_stop()\n")
+    (diagnostic,) = check_error(None, policy).diagnostics
+    assert diagnostic.code == "E209" and diagnostic.span.line == 1
+    assert diagnostic.message == (
+        f"library 'acme' is found in 2 places: folder beside the file "
+        f"({tmp_path / 'project' / 'acme'}); folder on CBDSL_PATH "
+        f"({tmp_path / 'elsewhere' / 'acme'})")
+    assert main(["list", "--dir", str(tmp_path / "project"), "--format", "json"]) == 1
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["error"].split(": ", 1)[1].split(":")[0] for r in listed
+            if r["library"] == "acme"} == {"error E209"}
+    # a folder named like the built-in library clashes with it too
+    write_tree(tmp_path / "project" / "keras", {"early_stopping.cbd": STRICT_STOP})
+    policy.write_text("use keras.early_stopping()\n")
+    assert "the built-in library" in check_error(None, policy).diagnostics[0].message
+
+
+def test_a_library_refers_to_itself_from_its_source_folder(tmp_path, monkeypatch):
+    source = write_tree(tmp_path / "acme-rules" / "src" / "acme_rules", ACME)
+    (tmp_path / "acme-rules" / "pyproject.toml").write_text(
+        '[project]\nname = "acme-rules"\nversion = "1.0"\n\n'
+        '[project.entry-points."cbdsl.rules"]\nacme = "acme_rules"\n')
+    for name in ("patient_stop", "plateau_shrink", "warmup"):
+        cbdsl.check(source / f"{name}.cbd")
+    # and it wins over a folder of that name elsewhere: the file's own library is itself
+    write_tree(tmp_path / "other" / "acme", {"strict_stop.cbd": "callback Other() {}\n"})
+    monkeypatch.setenv("CBDSL_PATH", str(tmp_path / "other"))
+    patient = cbdsl.check(source / "patient_stop.cbd").definitions["PatientStop"]
+    assert patient.params["patience"].default == 10
+    # a project names a folder library of its own in [tool.cbdsl.libraries]
+    write_tree(tmp_path / "team-project" / "rules" / "team", ACME)
+    (tmp_path / "team-project" / "pyproject.toml").write_text(
+        '[tool.cbdsl.libraries]\nacme = "rules/team"\n')
+    (tmp_path / "team-project" / "policy.cbd").write_text("use acme.patient_stop()\n")
+    assert cbdsl.check(tmp_path / "team-project" / "policy.cbd").instances
+
+
+def test_a_plain_folder_library_is_named_after_its_folder_from_inside(tmp_path):
+    write_tree(tmp_path / "team", {"strict_stop.cbd": STRICT_STOP,
+                                   "patient.cbd": "callback Patient extends team.StrictStop("
+                                                  "patience = 9) {}\n"})
+    (patient,) = [d for d in cbdsl.check(tmp_path / "team" / "patient.cbd").definitions.values()
+                  if d.name == "Patient"]
+    assert patient.params["patience"].default == 9

@@ -26,7 +26,7 @@ from cbdsl.checker.definitions import (
 )
 from cbdsl.checker.order import names_read
 from cbdsl.checker.params import ParameterChecks
-from cbdsl.checker.resolve import Resolution
+from cbdsl.checker.resolve import Resolution, Session
 from cbdsl.checker.rules import RuleChecker
 from cbdsl.checker.scope import Scope
 from cbdsl.checker.templates import template_fields, template_problem
@@ -43,11 +43,12 @@ RESERVED_ATTRIBUTES = frozenset({
 class Checker(Resolution, ParameterChecks, ConflictChecks):
     """Runs every semantic pass and collects diagnostics instead of stopping at the first."""
 
-    def __init__(self, program: n.Program):
+    def __init__(self, program: n.Program, session: Session | None = None):
         self.program = program
         self.diagnostics: list[Diagnostic] = []
-        self.definitions: dict[str, Definition] = {}
-        self.library_cache: dict[Path, n.Program] = {}
+        self.definitions: dict[str, Definition] = {}  # callbacks of this file and its imports
+        self._library_definitions: dict[str, Definition] = {}  # `LIBRARY.Name` -> definition
+        self._session = session if session is not None else Session()
         self._importing: dict[str, Span] = {}  # file -> the import being followed from it
         self._origin: dict[int, n.Program] = {}  # top-level item -> the file it was written in
         self._base = (os.path.dirname(os.path.abspath(program.path))
@@ -66,12 +67,28 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
         reported in that file, not in the file that imports it."""
         return self._origin.get(id(item), default)
 
+    @property
+    def failed(self) -> bool:
+        """Whether any error was found."""
+        return any(d.severity == "error" for d in self.diagnostics)
+
     # ---------------------------------------------------------- entry point
     def run(self) -> CheckedProgram:
+        checked = self.check_program()
+        if self.failed:
+            raise CbdslCheckError(self.diagnostics)
+        return checked
+
+    def check_program(self) -> CheckedProgram:
+        """Every pass over the whole program, collecting diagnostics without raising (a used
+        library file is checked this way)."""
+        own = os.path.abspath(self.program.path)
+        if os.path.isfile(own):
+            self._session.active.setdefault(str(Path(own).resolve()), self)
         params: list[n.ParamDecl] = []
         body: list[n.Rule | n.VarDecl] = []
         uses: list[tuple[n.Use, n.Program]] = []
-        self._collect(self.program, params, body, uses, [os.path.abspath(self.program.path)])
+        self._collect(self.program, params, body, uses, [own])
         main = Definition(_stem(self.program.path), self._params(params, self.program), tuple(body),
                           self.program.path, self.program.source)
         self.check_definition(main)
@@ -86,17 +103,23 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
                 instances.append(instance)
         instances.sort(key=lambda i: -i.priority)  # stable: in file order within a priority
         self._check_cross_conflicts(instances)
-        self.diagnostics.sort(key=lambda d: (d.path, d.span or Span(0, 0, 0, 0)))
-        errors = [d for d in self.diagnostics if d.severity == "error"]
-        if errors:
-            raise CbdslCheckError(self.diagnostics)
-        origins = {}
-        for definition in (main, *self.definitions.values(), *(i.definition for i in instances)):
+        # a base's rules are checked in each definition that extends it: report them once
+        self.diagnostics = sorted(dict.fromkeys(self.diagnostics),
+                                  key=lambda d: (d.path, d.span or Span(0, 0, 0, 0)))
+        definitions = {**self.definitions, **self._library_definitions}
+        return CheckedProgram(self.program, main, definitions, instances, self.diagnostics,
+                              self._origins(main, definitions.values(), instances))
+
+    def _origins(self, main: Definition, definitions, instances) -> dict[int, tuple[str, str]]:
+        """Where each part of every definition was written, from every file's checker."""
+        checkers = [self, *(c for c in self._session.checked.values() if c is not self)]
+        origins: dict[int, tuple[str, str]] = {}
+        for definition in (main, *definitions, *(i.definition for i in instances)):
             for part in definition.body:
-                where = self.origin(part, definition)
+                where = next((c._origin[id(part)] for c in checkers if id(part) in c._origin),
+                             definition)
                 origins.setdefault(id(part), (where.path, where.source))
-        return CheckedProgram(self.program, main, self.definitions, instances, self.diagnostics,
-                              origins)
+        return origins
 
     # ------------------------------------------------------- imports, defs
     def _collect(self, program: n.Program, params: list, body: list, uses: list,
