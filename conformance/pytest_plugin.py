@@ -122,19 +122,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _expected(xfail: str | Iterable[str] | None, spec: str, folder: Path) -> dict[str, str]:
-    from cbdsl.conformance.conform import UsageError, read_xfail
-    from cbdsl.conformance.runner import case_paths
+    from cbdsl.conformance.conform.xfail import expected_failures
 
-    if xfail is None:
-        return {}
-    if isinstance(xfail, str | Path):
-        return read_xfail(folder / xfail, spec)
-    known = {p.stem for p in case_paths(spec)} | {"generated"}
-    names = list(xfail)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise UsageError(f"{spec} has no case {unknown[0]!r}")
-    return dict.fromkeys(names, "")
+    return expected_failures(xfail, spec, folder)
 
 
 def _param(case: ConformanceCase, expected: dict[str, str]) -> Any:
