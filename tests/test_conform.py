@@ -346,7 +346,7 @@ def test_run_spec_treats_xfail_lists_as_the_command_does(tmp_path):
                        xfail=str(path))
     assert {r.name for r in results if r.xfail} == set(failing)
     path.write_text("plateau_stop\n")
-    with pytest.raises(UsageError, match="mine.xfail:1: early_stopping has no case"):
+    with pytest.raises(UsageError, match=r"mine\.xfail:1: early_stopping has no case"):
         run_spec("early_stopping", wrong.OffByOnePatience, xfail=path)
     with pytest.raises(ValueError, match="no recorded cases for spec 'early_stop'"):
         run_spec("early_stop", wrong.OffByOnePatience)

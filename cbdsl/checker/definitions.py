@@ -88,3 +88,17 @@ class CheckedProgram:
     @property
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity == "warning"]
+
+    def open_hooks(self) -> dict[str, list[int]]:
+        """The `python` parameters of used callbacks that their `use` leaves unset, and that
+        no parameter of the file is named as: `{name: positions in instances}`. The
+        caller's keyword of that name fills it when one instance has it (`cbdsl.compile`)."""
+        takers: dict[str, list[int]] = {}
+        for position, instance in enumerate(self.instances):
+            if instance.definition is self.main:
+                continue
+            for name, info in instance.definition.params.items():
+                if info.type == "python" and name not in instance.args \
+                        and name not in self.main.params:
+                    takers.setdefault(name, []).append(position)
+        return takers
