@@ -542,6 +542,17 @@ def test_w201_metric_name_close_to_a_known_one():
         "                      ^^^^^^^ did you mean 'val_loss'?")
 
 
+def test_w201_offers_keras_names_for_abbreviated_metrics():
+    # `val_acc` is one letter from `val_auc`, but Keras users mean the accuracy
+    assert warnings_of("on epoch_end when val_acc > 0.9 do stop") == (
+        "<string>:1:19: warning W201: 'val_acc' is read as a log metric\n"
+        "1 | on epoch_end when val_acc > 0.9 do stop\n"
+        "                      ^^^^^^^ did you mean 'val_accuracy'? Keras logs 'val_acc' only "
+        "for a model compiled with metrics=['acc']")
+    assert "did you mean 'accuracy'?" in warnings_of("on epoch_end when acc > 0.9 do stop")
+    assert "'val_auc'" in warnings_of("on epoch_end when val_acu > 0.9 do stop")
+
+
 def test_param_typo_in_a_stalls_count_is_an_error_at_check_time_reported_once():
     # the patience is needed before training starts: a name that is no parameter is refused
     # by `cbdsl check` (the compiler refused it before, after a clean check)

@@ -16,6 +16,8 @@ INVALID = object()  # marks a parameter whose default was refused (E219)
 
 COMMON_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae", "mse",
                   "val_mse", "auc", "val_auc", "precision", "recall", "learning_rate")
+# abbreviations Keras logs only when `compile` was given them, and the names it logs otherwise
+ABBREVIATED_METRICS = {"acc": "accuracy", "val_acc": "val_accuracy"}
 
 
 @dataclass
