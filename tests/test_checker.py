@@ -885,6 +885,18 @@ def test_use_of_unknown_rule_in_a_library(team_library, monkeypatch):
         "             ^ it has: broken, stopper, x")
 
 
+def test_unknown_rule_hint_names_rules_as_cbdsl_list_does(tmp_path, monkeypatch):
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "strict_stop.cbd").write_text(
+        "callback StrictStop(patience = 2) { on epoch_end when val_loss stalls patience do stop }")
+    (tmp_path / "acme" / "patient_stop.cbd").write_text(
+        "callback PatientStop(patience = 9) { on epoch_end when val_loss stalls patience do stop }")
+    monkeypatch.setenv("CBDSL_PATH", str(tmp_path))
+    assert rendered("use acme.warmup()").endswith("it has: patient_stop, strict_stop")
+    assert rendered("use acme.strict_stp()").endswith("did you mean 'strict_stop'?")
+    assert rendered("use acme.StrictStp()").endswith("did you mean 'strict_stop'?")
+
+
 def test_library_without_cbdsl_path_is_not_found(team_library):
     error = check_error("use team.x()")
     assert error.diagnostics[0].message == "no rule library named 'team'"

@@ -59,13 +59,18 @@ class Resolution:
             definition = self._library_definition(folder, rule)
             if definition is not None:
                 return definition
-        # the callbacks the library defines (every file of it was parsed by the search above)
-        names = sorted({item.name.name for folder in dirs for path in folder.glob("*.cbd")
-                        for item in self.library_cache.get(path, n.Program(())).items
-                        if isinstance(item, n.CallbackDef)})
+        # what `use` takes, named as `cbdsl list` shows it: a file of one callback by the
+        # file's name, the callbacks of a file of several by theirs (every file was parsed
+        # by the search above); a callback's own name is taken too
+        rules, names = set(), set()
+        for path in (path for folder in dirs for path in folder.glob("*.cbd")):
+            defs = [item.name.name for item in self.library_cache.get(path, n.Program(())).items
+                    if isinstance(item, n.CallbackDef)]
+            rules.update([path.stem] if len(defs) == 1 else defs)
+            names.update(defs)
         self.report("E206", f"library '{library}' has no rule '{rule}'", use.name[-1].span, where,
-                    did_you_mean(rule, names)
-                    or (f"it has: {', '.join(names)}" if names else "it has no rules"))
+                    did_you_mean(rule, rules) or did_you_mean(rule, names)
+                    or (f"it has: {', '.join(sorted(rules))}" if rules else "it has no rules"))
         return None
 
     def _library_definition(self, folder: Path, rule: str) -> Definition | None:
