@@ -255,8 +255,20 @@ def test_mode_auto_on_an_unknown_metric_raises_like_keras():
     with pytest.raises(MetricDirectionError) as exc:
         drive([cb], StubModel(), [{"foo": 1.0}])
     assert isinstance(exc.value, ValueError)
+    # a rule file has no `mode='max'` to pass: the error says what to write instead
+    assert str(exc.value) == (
+        "Policy callback received monitor=foo, but Keras isn't able to automatically determine "
+        "whether that metric should be maximized or minimized. Write `with mode = \"max\"` "
+        "after `stalls` or `improves` in the rule in order to monitor based on the highest "
+        "metric value, or `with mode = \"min\"` in order to use the lowest value.")
     with pytest.raises(ValueError, match="isn't able to automatically determine"):
         drive([keras.callbacks.EarlyStopping(monitor="foo")], StubModel(), [{"foo": 1.0}])
+    # a callback with a `mode` parameter words it as Keras does
+    (cb,) = cbdsl.compile('callback C(monitor = "foo", mode = "auto") {\n'
+                          "  on epoch_end when metric(monitor) stalls 1 with mode = mode do stop\n"
+                          "}\nuse C()")
+    with pytest.raises(MetricDirectionError, match=r"Pass `mode='max'` in order to monitor"):
+        drive([cb], StubModel(), [{"foo": 1.0}])
 
 
 def test_schedule_backed_optimizer_gives_a_type_error():

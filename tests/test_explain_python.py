@@ -438,6 +438,19 @@ def test_python_hooks_reach_used_callbacks_in_the_factory_as_in_compile():
     assert seen == [0, 10, 1, 11] * 2
 
 
+@pytest.mark.parametrize("source", [
+    "on epoch_end when val_score stalls 1 do stop",
+    'param mode = "auto"\non epoch_end when val_score stalls 1 with mode = mode do stop',
+])
+def test_an_unknown_direction_is_worded_alike(source):
+    namespace, _ = written(source)
+    trace = [{"logs": {"loss": 1.0, "val_score": 0.5}}]
+    python = run(namespace["Policy"], {}, trace)
+    rules = run(lambda: cbdsl.compile(source)[0], {}, trace)
+    assert_same(python, rules)
+    assert ("with mode = " in python["error"]["message"]) == ("param mode" not in source)
+
+
 # ------------------------------------------------------------- what cannot be written
 
 
