@@ -69,7 +69,9 @@ def compile(source: Source, **params: Any) -> list[Any]:
         source: rule text, a path, a `Program` or a `CheckedProgram`.
         **params: values for the file's `param`s; for a file holding one
             `callback` definition and nothing else, its parameters. A Python
-            callable is accepted only for parameters declared `NAME: python`.
+            callable is accepted only for parameters declared `NAME: python`; a
+            name that is no `param` fills the `python` parameter of that name of
+            the one used callback whose `use` leaves it unset.
 
     Returns:
         A list of callbacks, in file order, to pass to `model.fit(callbacks=...)`.

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -317,31 +318,62 @@ def run_explain(path: str, python: bool = False) -> int:
 
 
 def run_list(fmt: str = "text", base: str | None = None) -> int:
-    """`cbdsl list`: every library and rule, with its parameters and one-line description."""
+    """`cbdsl list`: every library and rule, with its parameters and one-line description,
+    and the package (and version) or folder each library comes from."""
     from dataclasses import asdict
 
-    from rich.console import Console
-    from rich.table import Table
-
-    from cbdsl.libraries import catalog
+    from cbdsl.libraries import catalog, provider
 
     rules = catalog(base)
+    folders = [str(pathlib.Path(r.path).parent) for r in rules]
+    sources = {folder: provider(folder) for folder in set(folders)}
+    status = EXIT_CLEAN if not any(r.error for r in rules) else EXIT_DIAGNOSTICS
     if fmt == "json":
-        print(json.dumps([asdict(r) for r in rules], indent=2))
-        return EXIT_CLEAN if not any(r.error for r in rules) else EXIT_DIAGNOSTICS
-    table = Table(title="Rule libraries (use LIBRARY.RULE(...))",
-                  caption="From Python: cbdsl.callback_class(\"LIBRARY.RULE\") is the callback's "
-                          "class, built like Keras's callback classes")
-    for column in ("library.rule", "callback", "description"):
-        table.add_column(column, overflow="fold")
-    for r in rules:
+        print(json.dumps([{**asdict(r), **sources[folder]}
+                          for r, folder in zip(rules, folders, strict=True)], indent=2))
+        return status
+    width = max(60, shutil.get_terminal_size((100, 24)).columns)
+    print(_wrapped('Rule libraries: use LIBRARY.RULE(...) in a rule file; from Python, '
+                   'cbdsl.callback_class("LIBRARY.RULE") is its class', width, ""))
+    shown = None
+    for r, folder in zip(rules, folders, strict=True):
+        if (r.library, folder) != shown:
+            shown = (r.library, folder)
+            source = sources[folder]
+            origin = (f"{source['package']} {source['version']}".strip()
+                      if source["package"] else "folder")
+            print(f"\n{r.library}  ({origin}: {folder})")
+        print(f"  {r.library}.{r.rule}" + ("  does not check:" if r.error else ""))
         if r.error:
-            table.add_row(f"{r.library}.{r.rule}", "[red]does not check[/]",
-                          r.error.splitlines()[0])
+            print(_wrapped(r.error.splitlines()[0], width, "    "))
         for name, sig, doc in r.callbacks:
-            table.add_row(f"{r.library}.{r.rule}", f"{name}{sig}", doc)
-    Console().print(table)
-    return EXIT_CLEAN if not any(r.error for r in rules) else EXIT_DIAGNOSTICS
+            print(_wrapped_signature(name, sig, width, "    "))
+            if doc:
+                print(_wrapped(doc, width, "      "))
+    return status
+
+
+def _wrapped(text: str, width: int, indent: str) -> str:
+    """Text filled to `width`, never breaking a word or a name."""
+    import textwrap
+
+    return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def _wrapped_signature(name: str, signature: str, width: int, indent: str) -> str:
+    """`Name(a = 1, b: str)`, broken only between parameters, aligned after the bracket."""
+    parts = signature[1:-1].split(", ") if signature != "()" else [""]
+    head, lines = f"{indent}{name}(", []
+    line = head
+    for i, part in enumerate(parts):
+        piece = part + (", " if i < len(parts) - 1 else ")")
+        if line != head and line.strip() and len(line) + len(piece.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = " " * len(head)
+        line += piece
+    lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 def run_replay(policy: str, log: str, lr: float | None, settings: Sequence[str],

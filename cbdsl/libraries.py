@@ -72,3 +72,37 @@ def signature(params: dict[str, ParamInfo]) -> str:
         else:
             parts.append(f"{name} = {rule_literal(info.default)}")
     return f"({', '.join(parts)})"
+
+
+def provider(folder: str | Path) -> dict[str, str]:
+    """Where a library's folder comes from, for `cbdsl list`.
+
+    Returns:
+        `package` and `version` of the distribution that provides it (cbdsl itself for the
+        built-in `keras` library, a pip package through the `cbdsl.rules` entry points),
+        both empty for a plain folder (beside the file or on CBDSL_PATH).
+    """
+    from importlib import metadata, resources
+
+    folder = Path(folder).resolve()
+    if folder == Path(str(resources.files("cbdsl.rules"))).resolve():
+        return {"package": "cbdsl", "version": _version("cbdsl")}
+    for entry in metadata.entry_points(group="cbdsl.rules"):
+        try:
+            found = Path(str(resources.files(entry.value))).resolve()
+        except (ModuleNotFoundError, TypeError, ValueError):
+            continue
+        if found == folder:
+            dist = getattr(entry, "dist", None)
+            return {"package": dist.name if dist else entry.value,
+                    "version": dist.version if dist else ""}
+    return {"package": "", "version": ""}
+
+
+def _version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return ""

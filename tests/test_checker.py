@@ -543,6 +543,17 @@ def test_w201_metric_name_close_to_a_known_one():
         "                      ^^^^^^^ did you mean 'val_loss'?")
 
 
+def test_w201_offers_keras_names_for_abbreviated_metrics():
+    # `val_acc` is one letter from `val_auc`, but Keras users mean the accuracy
+    assert warnings_of("on epoch_end when val_acc > 0.9 do stop") == (
+        "<string>:1:19: warning W201: 'val_acc' is read as a log metric\n"
+        "1 | on epoch_end when val_acc > 0.9 do stop\n"
+        "                      ^^^^^^^ did you mean 'val_accuracy'? Keras logs 'val_acc' only "
+        "for a model compiled with metrics=['acc']")
+    assert "did you mean 'accuracy'?" in warnings_of("on epoch_end when acc > 0.9 do stop")
+    assert "'val_auc'" in warnings_of("on epoch_end when val_acu > 0.9 do stop")
+
+
 def test_param_typo_in_a_stalls_count_is_an_error_at_check_time_reported_once():
     # the patience is needed before training starts: a name that is no parameter is refused
     # by `cbdsl check` (the compiler refused it before, after a clean check)
@@ -874,6 +885,18 @@ def test_use_of_unknown_rule_in_a_library(team_library, monkeypatch):
         "<string>:1:10: error E206: library 'team' has no rule 'y'\n"
         "1 | use team.y()\n"
         "             ^ it has: broken, more, x")
+
+
+def test_unknown_rule_hint_names_rules_as_cbdsl_list_does(tmp_path, monkeypatch):
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "strict_stop.cbd").write_text(
+        "callback StrictStop(patience = 2) { on epoch_end when val_loss stalls patience do stop }")
+    (tmp_path / "acme" / "patient_stop.cbd").write_text(
+        "callback PatientStop(patience = 9) { on epoch_end when val_loss stalls patience do stop }")
+    monkeypatch.setenv("CBDSL_PATH", str(tmp_path))
+    assert rendered("use acme.warmup()").endswith("it has: patient_stop, strict_stop")
+    assert rendered("use acme.strict_stp()").endswith("did you mean 'strict_stop'?")
+    assert rendered("use acme.StrictStp()").endswith("did you mean 'strict_stop'?")
 
 
 def test_library_without_cbdsl_path_is_not_found(team_library):

@@ -255,8 +255,20 @@ def test_mode_auto_on_an_unknown_metric_raises_like_keras():
     with pytest.raises(MetricDirectionError) as exc:
         drive([cb], StubModel(), [{"foo": 1.0}])
     assert isinstance(exc.value, ValueError)
+    # a rule file has no `mode='max'` to pass: the error says what to write instead
+    assert str(exc.value) == (
+        "Policy callback received monitor=foo, but Keras isn't able to automatically determine "
+        "whether that metric should be maximized or minimized. Write `with mode = \"max\"` "
+        "after `stalls` or `improves` in the rule in order to monitor based on the highest "
+        "metric value, or `with mode = \"min\"` in order to use the lowest value.")
     with pytest.raises(ValueError, match="isn't able to automatically determine"):
         drive([keras.callbacks.EarlyStopping(monitor="foo")], StubModel(), [{"foo": 1.0}])
+    # a callback with a `mode` parameter words it as Keras does
+    (cb,) = cbdsl.compile('callback C(monitor = "foo", mode = "auto") {\n'
+                          "  on epoch_end when metric(monitor) stalls 1 with mode = mode do stop\n"
+                          "}\nuse C()")
+    with pytest.raises(MetricDirectionError, match=r"Pass `mode='max'` in order to monitor"):
+        drive([cb], StubModel(), [{"foo": 1.0}])
 
 
 def test_schedule_backed_optimizer_gives_a_type_error():
@@ -341,6 +353,52 @@ def test_python_hooks_run_only_when_the_caller_passes_them():
     with pytest.raises(CbdslCompileError) as exc:
         cbdsl.compile("param x = 1\non epoch_end when x > 0 do stop", x=print)
     assert exc.value.code == "E216"
+
+
+HOOKED = """
+callback notify(on_epoch: python = none, every_n = 1) {
+    on epoch_end when (epoch + 1) % every_n == 0 do call on_epoch(epoch)
+}
+"""
+
+
+def test_a_python_hook_reaches_a_used_callback_from_compile():
+    seen = []
+    (cb,) = cbdsl.compile(HOOKED + "use notify()", on_epoch=seen.append)
+    drive([cb], StubModel(), trace_of([0.5, 0.4]))
+    assert seen == [0, 1]
+    # the file's own parameters are still its own, and the use's arguments stay its own
+    callbacks = cbdsl.compile("param n = 2\n" + HOOKED + "use notify(every_n = n)",
+                              on_epoch=seen.append, n=1)
+    assert [c.arguments for c in callbacks] == [{"on_epoch": seen.append, "every_n": 1}]
+    (unhooked,) = cbdsl.compile(HOOKED + "use notify()")
+    assert hooks(unhooked) == ["on_train_begin"]  # no hook passed: the rule is dropped
+
+
+def test_a_file_level_python_param_is_passed_on_with_use():
+    text = ("param on_epoch: python = none\n" + HOOKED
+            + "use notify(on_epoch = on_epoch)\nuse notify(every_n = 2)\n"
+            "on epoch_end do call on_epoch(epoch + 100)")
+    seen = []
+    own, passed_on, unset = cbdsl.compile(text, on_epoch=seen.append)
+    drive([own, passed_on, unset], StubModel(), trace_of([0.5, 0.4]))
+    assert seen == [100, 0, 101, 1]  # in list order per epoch; the third use has no hook
+    assert unset.arguments["on_epoch"] is None
+
+
+def test_a_hook_several_used_callbacks_could_take_is_an_error():
+    with pytest.raises(CbdslCompileError) as exc:
+        cbdsl.compile(HOOKED + "use notify()\nuse notify(every_n = 2)", on_epoch=print)
+    assert exc.value.code == "E301"
+    assert ("'on_epoch' is a Python hook of several used callbacks (notify at line 5, notify "
+            "at line 6)") in str(exc.value)
+    assert "param on_epoch: python = none" in str(exc.value)
+    with pytest.raises(CbdslCompileError, match="policy has no parameter 'on_epok'"):
+        cbdsl.compile(HOOKED + "use notify()", on_epok=print)
+    with pytest.raises(CbdslCompileError) as exc:  # a hook is not a value of another type
+        cbdsl.compile("param on_epoch: python = none\non epoch_end do call on_epoch(1)",
+                      on_epoch=3)
+    assert exc.value.code == "E301"
 
 
 def test_load_reads_a_policy_file(tmp_path):

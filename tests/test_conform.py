@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from cbdsl.cli import main
-from cbdsl.conformance import SPECS, case_paths, load_case, run_case
+from cbdsl.conformance import SPECS, case_paths, load_case, run_case, run_spec
 from cbdsl.conformance.artifacts import ARTIFACT_SPECS
 from cbdsl.conformance.conform import (
     BACKENDS,
@@ -259,6 +259,97 @@ def test_the_class_name_in_keras_messages_is_not_a_divergence():
             raise ValueError("Renamed callback received an unknown metric")
 
     assert not run_case(case, Renamed, python_functions=True).passed
+
+
+def _case(spec, name):
+    return load_case(next(p for p in case_paths(spec) if p.stem == name))
+
+
+def test_an_error_while_building_the_callback_is_shown_with_its_message():
+    result = run_case(_case("early_stopping", "baseline_reached"), wrong.NoBaseline,
+                      python_functions=True)
+    assert not result.passed
+    lines = result.divergence.splitlines()
+    assert lines[0] == "14 events expected, 0 happened: building the callback raised TypeError"
+    assert "error: expected none (the run ended normally)" in result.divergence
+    # the message as the class raised it, under its own name
+    assert ("actual   TypeError while building the callback: NoBaseline.__init__() got an "
+            "unexpected keyword argument 'baseline'") in result.divergence
+
+
+def test_an_error_raised_in_a_hook_is_shown_where_it_was_raised():
+    result = run_case(_case("early_stopping", "plateau_stops"), wrong.BoomAtSecondEpoch,
+                      python_functions=True)
+    assert "happened: the callback raised RuntimeError" in result.divergence.splitlines()[0]
+    assert "epoch_end 1 lr=0.10000000149011612 stop=False !RuntimeError" in result.divergence
+    assert "actual   RuntimeError in epoch_end 1 (event 4): boom" in result.divergence
+
+
+def test_an_expected_error_is_shown_with_keras_message():
+    result = run_case(_case("early_stopping", "mode_auto_unknown_metric"),
+                      wrong.GuessedDirection, python_functions=True)
+    assert result.divergence.splitlines()[0] == (
+        "3 events expected, 6 happened: ValueError expected, none raised")
+    assert ("error: expected ValueError in epoch_end 0 (event 2): EarlyStopping callback "
+            "received monitor=val_score, but Keras isn't able to automatically determine"
+            ) in result.divergence
+    assert "actual   none (the run ended normally)" in result.divergence
+
+
+def test_two_errors_that_differ_are_both_shown():
+    class Refusing(keras.callbacks.EarlyStopping):
+        def _set_monitor_op(self):
+            raise KeyError("no direction")
+
+    result = run_case(_case("early_stopping", "mode_auto_unknown_metric"), Refusing,
+                      python_functions=True)
+    assert result.divergence.splitlines()[0] == "the error differs"
+    assert "expected ValueError in epoch_end 0 (event 2): EarlyStopping" in result.divergence
+    assert "actual   KeyError in epoch_end 0 (event 2): 'no direction'" in result.divergence
+
+
+def test_impl_report_shows_the_exception(capsys, tmp_path):
+    path = tmp_path / "report.json"
+    status, out, _ = _impl(capsys, "--impl", f"{WRONG}:NoBaseline", "--spec",
+                           "early_stopping", "--examples", "0", "--json", str(path))
+    assert status == 1
+    failed = {r["name"]: r["divergence"] for r in json.loads(path.read_text())["results"]
+              if r["status"] == "fail"}
+    assert set(failed) == {"baseline_reached", "baseline_never_reached"}
+    assert "unexpected keyword argument 'baseline'" in failed["baseline_reached"]
+    assert "building the callback raised TypeError" in out
+
+
+def test_run_spec_treats_xfail_lists_as_the_command_does(tmp_path):
+    failing = [r.name for r in run_spec("early_stopping", wrong.OffByOnePatience,
+                                        python_functions=True) if not r.passed]
+    assert failing
+    results = run_spec("early_stopping", wrong.OffByOnePatience, python_functions=True,
+                       xfail=[*failing, "reduce_lr_on_plateau/cooldown_0", "generated"])
+    assert all(r.ok for r in results)
+    assert {r.name for r in results if r.status == "xfail"} == set(failing)
+    # a listed case that passes is an unexpected pass, not a pass
+    passing = next(r.name for r in results if r.status == "pass")
+    results = run_spec("early_stopping", wrong.OffByOnePatience, python_functions=True,
+                       xfail=[*failing, passing])
+    unexpected = [r for r in results if not r.ok]
+    assert [(r.name, r.status) for r in unexpected] == [(passing, "xpass")]
+    assert str(unexpected[0]) == (f"early_stopping/{passing}: XPASS (listed as an expected "
+                                  "failure, but passed)")
+    # a misspelled name is an error, as in an xfail file; so is a file that names one
+    with pytest.raises(ValueError, match=r"xfail item 2: early_stopping has no case "
+                                         r"'plateau_stop'; did you mean 'plateau_stops'\?"):
+        run_spec("early_stopping", wrong.OffByOnePatience, xfail=[failing[0], "plateau_stop"])
+    path = tmp_path / "mine.xfail"
+    path.write_text("".join(f"{n}  # counts from 0\n" for n in failing))
+    results = run_spec("early_stopping", wrong.OffByOnePatience, python_functions=True,
+                       xfail=str(path))
+    assert {r.name for r in results if r.xfail} == set(failing)
+    path.write_text("plateau_stop\n")
+    with pytest.raises(UsageError, match=r"mine\.xfail:1: early_stopping has no case"):
+        run_spec("early_stopping", wrong.OffByOnePatience, xfail=path)
+    with pytest.raises(ValueError, match="no recorded cases for spec 'early_stop'"):
+        run_spec("early_stop", wrong.OffByOnePatience)
 
 
 def test_xfail_file_turns_known_failures_into_expected_ones(capsys, tmp_path):

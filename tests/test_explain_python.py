@@ -423,6 +423,34 @@ def test_use_statements_become_a_factory_with_the_files_parameters():
     assert made[1].patience == 5 and made[1].restore_best_weights is True
 
 
+def test_python_hooks_reach_used_callbacks_in_the_factory_as_in_compile():
+    source = ("param h: python = none\n"
+              "callback notify(on_epoch: python = none, h: python = none) {\n"
+              "    on epoch_end do call on_epoch(epoch), call h(epoch + 10)\n}\n"
+              "use notify(h = h)\n")
+    namespace, text = written(source)
+    assert "def make_callbacks(h=None, on_epoch=None):" in text
+    seen = []
+    made = namespace["make_callbacks"](h=seen.append, on_epoch=seen.append)
+    compiled = cbdsl.compile(source, h=seen.append, on_epoch=seen.append)
+    trace = [{"logs": {"loss": 1.0}}] * 2
+    assert_same(run(lambda: made[0], {}, trace), run(lambda: compiled[0], {}, trace))
+    assert seen == [0, 10, 1, 11] * 2
+
+
+@pytest.mark.parametrize("source", [
+    "on epoch_end when val_score stalls 1 do stop",
+    'param mode = "auto"\non epoch_end when val_score stalls 1 with mode = mode do stop',
+])
+def test_an_unknown_direction_is_worded_alike(source):
+    namespace, _ = written(source)
+    trace = [{"logs": {"loss": 1.0, "val_score": 0.5}}]
+    python = run(namespace["Policy"], {}, trace)
+    rules = run(lambda: cbdsl.compile(source)[0], {}, trace)
+    assert_same(python, rules)
+    assert ("with mode = " in python["error"]["message"]) == ("param mode" not in source)
+
+
 # ------------------------------------------------------------- what cannot be written
 
 

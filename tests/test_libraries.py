@@ -51,6 +51,35 @@ def test_folder_libraries_and_broken_files_are_listed(tmp_path, capsys):
         ["StrictStop", '(monitor = "val_loss", patience = 3)',
          "Stop when the monitored metric has not improved for `patience` epochs."]]
     assert "E201" in listed["team.broken"]["error"]
+    # a folder has no package; the built-in library is cbdsl's own, with its version
+    from importlib.metadata import version
+
+    assert (listed["team.strict_stop"]["package"], listed["team.strict_stop"]["version"]) == \
+        ("", "")
+    assert listed["keras.early_stopping"]["package"] == "cbdsl"
+    assert listed["keras.early_stopping"]["version"] == version("cbdsl")
+
+
+def test_list_text_keeps_names_whole_and_says_where_each_library_comes_from(
+        tmp_path, capsys, monkeypatch):
+    from importlib.metadata import version
+
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "strict_stop_with_a_rather_long_rule_name.cbd").write_text(STRICT_STOP)
+    monkeypatch.setenv("COLUMNS", "60")
+    assert main(["list", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert f"team  (folder: {tmp_path / 'team'})" in lines
+    assert any(line.startswith(f"keras  (cbdsl {version('cbdsl')}: ") for line in lines)
+    assert "  team.strict_stop_with_a_rather_long_rule_name" in lines
+    assert "  keras.reduce_lr_on_plateau" in lines
+    # signatures break between parameters only, aligned after the bracket
+    start = lines.index("    EarlyStopping(monitor = \"val_loss\",")
+    indent = " " * len("    EarlyStopping(")
+    assert lines[start + 1] == indent + "min_delta: float = 0, patience = 0,"
+    assert all(len(line) <= 60 for line in lines
+               if not line.startswith(("Rule", "keras  (", "team  (")))
 
 
 def test_a_pip_package_ships_a_library_through_entry_points(tmp_path):
@@ -97,8 +126,10 @@ def test_a_pip_package_ships_a_library_through_entry_points(tmp_path):
                              str(tmp_path / "nowhere")], capture_output=True, text=True,
                             env={**os.environ, "CBDSL_PATH": ""})
     assert listed.returncode == 0, listed.stderr[-2000:]
-    names = {f"{r['library']}.{r['rule']}" for r in json.loads(listed.stdout)}
-    assert {"team.strict_stop", "keras.early_stopping"} <= names
+    listed = {f"{r['library']}.{r['rule']}": r for r in json.loads(listed.stdout)}
+    assert {"team.strict_stop", "keras.early_stopping"} <= set(listed)
+    assert (listed["team.strict_stop"]["package"], listed["team.strict_stop"]["version"]) == \
+        ("team-rules", "1.0.0")
     checked = subprocess.run([python, "-m", "cbdsl", "check", str(policy)],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr

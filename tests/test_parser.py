@@ -420,6 +420,9 @@ def test_several_actions_keep_their_order():
 
 def test_param_and_var():
     assert only("param patience = 5") == n.ParamDecl(I("patience"), N(5))
+    # typed as a callback's parameters are
+    assert only("param hook: python = none") == n.ParamDecl(I("hook"), n.NoneLit(), I("python"))
+    assert only("param path: str") == n.ParamDecl(I("path"), None, I("str"))
     assert only("var best_loss = inf") == n.VarDecl(I("best_loss"), V("inf"))
     assert only('var table = {0: "a"}') == n.VarDecl(I("table"), n.Table(((N(0), S("a")),)))
 

@@ -39,6 +39,31 @@ def test_marker_runs_every_case_and_keras_passes(pytester):
                                  "*test_mine?early_stopping/generated? PASSED*"])
 
 
+def test_the_frameworks_own_warnings_are_ignored_in_the_cases_only(pytester):
+    pytester.makepyfile("""
+        import warnings
+
+        import keras
+        import numpy as np
+        import pytest
+
+        @pytest.mark.cbdsl_conformance("reduce_lr_on_plateau")
+        def test_mine(conformance_case):
+            conformance_case.check(keras.callbacks.ReduceLROnPlateau)
+
+        def test_my_own():
+            warnings.warn("my own deprecation", DeprecationWarning)
+            np.array(keras.Variable(1.0))  # the frameworks' warning, outside the cases
+    """)
+    result = pytester.runpytest("-W", "default")
+    result.assert_outcomes(passed=len(case_paths("reduce_lr_on_plateau")) + 1)
+    warned = {line.split("::")[1] for line in result.stdout.lines if ".py::test_" in line}
+    assert warned == {"test_my_own"}, result.stdout.str()
+    result.stdout.fnmatch_lines(["*DeprecationWarning: my own deprecation",
+                                 "*DeprecationWarning: __array__ implementation doesn't accept*",
+                                 "*2 warnings*"])
+
+
 def test_a_wrong_callback_fails_with_the_divergence_side_by_side(pytester):
     pytester.makepyfile("""
         import pytest

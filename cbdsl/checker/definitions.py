@@ -16,6 +16,8 @@ INVALID = object()  # marks a parameter whose default was refused (E219)
 
 COMMON_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae", "mse",
                   "val_mse", "auc", "val_auc", "precision", "recall", "learning_rate")
+# abbreviations Keras logs only when `compile` was given them, and the names it logs otherwise
+ABBREVIATED_METRICS = {"acc": "accuracy", "val_acc": "val_accuracy"}
 
 
 @dataclass
@@ -98,3 +100,17 @@ class CheckedProgram:
     @property
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity == "warning"]
+
+    def open_hooks(self) -> dict[str, list[int]]:
+        """The `python` parameters of used callbacks that their `use` leaves unset, and that
+        no parameter of the file is named as: `{name: positions in instances}`. The
+        caller's keyword of that name fills it when one instance has it (`cbdsl.compile`)."""
+        takers: dict[str, list[int]] = {}
+        for position, instance in enumerate(self.instances):
+            if instance.definition is self.main:
+                continue
+            for name, info in instance.definition.params.items():
+                if info.type == "python" and name not in instance.args \
+                        and name not in self.main.params:
+                    takers.setdefault(name, []).append(position)
+        return takers

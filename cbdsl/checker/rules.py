@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from cbdsl import language
 from cbdsl.checker.actions import ActionChecks
 from cbdsl.checker.constants import NotConstant, _const_ok, const_value, folded, training_only
-from cbdsl.checker.definitions import COMMON_METRICS
+from cbdsl.checker.definitions import ABBREVIATED_METRICS, COMMON_METRICS
 from cbdsl.checker.order import filter_counter
 from cbdsl.checker.scope import Scope
 from cbdsl.checker.trackers import metric_name_of, mode_of
@@ -197,6 +197,9 @@ class RuleChecker(ActionChecks):
             return
         known = [*self.scope.params, *self.scope.variables, *language.BUILTIN_NAMES]
         hint = did_you_mean(name, known)
+        if hint is None and name in ABBREVIATED_METRICS:
+            hint = (f"did you mean '{ABBREVIATED_METRICS[name]}'? Keras logs '{name}' only for "
+                    f"a model compiled with metrics=['{name.removeprefix('val_')}']")
         if hint is None and name not in COMMON_METRICS:
             hint = did_you_mean(name, COMMON_METRICS)
         if hint:

@@ -83,7 +83,9 @@ def compile_program(checked: CheckedProgram, **params: Any) -> list[Any]:
     Args:
         checked: a `CheckedProgram` from `cbdsl.check`.
         **params: values for the file's `param`s (or, for a file holding a
-            single `callback` definition and nothing else, for its parameters).
+            single `callback` definition and nothing else, for its parameters). A
+            name that is no `param` of the file fills the `python` parameter of that
+            name of the one used callback whose `use` leaves it unset (`hooks_of`).
 
     Returns:
         A list of `keras.callbacks.Callback` instances, in file order.
@@ -98,19 +100,51 @@ def compile_program(checked: CheckedProgram, **params: Any) -> list[Any]:
         definition = only[0]
         values = bind(definition, params, definition.name)
         return [build_class(definition, values, definition.name)(values)]
-    main_values = bind(main, params, main.name)
+    hooks = hooks_of(checked, params)
+    main_values = bind(main, {k: v for k, v in params.items() if k not in hooks}, main.name)
     callbacks = []
-    for instance in checked.instances:
-        callbacks.append(instantiate(instance, main, main_values))
+    for position, instance in enumerate(checked.instances):
+        given = {name: params[name] for name, at in hooks.items() if at == position}
+        callbacks.append(instantiate(instance, main, main_values, given))
     return callbacks
 
 
-def instantiate(instance: Instance, main: Definition, main_values: dict[str, Any]) -> Any:
+def hooks_of(checked: CheckedProgram, params: dict[str, Any]) -> dict[str, int]:
+    """Which of `params` go to a used callback's Python hook: `{name: instance position}`.
+
+    A name that is no parameter of the file goes to the `python` parameter of that name of
+    the one used callback whose `use` does not give it (`CheckedProgram.open_hooks`); where
+    several could take it, which one is meant is for the file to say
+    (`param h: python = none` and `use C(h = h)`): E301.
+    """
+    takers = checked.open_hooks()
+    found: dict[str, int] = {}
+    for name in params:
+        where = takers.get(name, [])
+        if len(where) > 1:
+            labels = ", ".join(_named(checked.instances[i]) for i in where)
+            raise CbdslCompileError(Diagnostic(
+                "E301", f"'{name}' is a Python hook of several used callbacks ({labels})",
+                path=checked.program.path,
+                hint=f"declare `param {name}: python = none` and pass it on where it is "
+                     f"meant: `use NAME({name} = {name})`"))
+        if where:
+            found[name] = where[0]
+    return found
+
+
+def _named(instance: Instance) -> str:
+    label = instance.label or instance.definition.name
+    return f"{label} at line {instance.span.line}" if instance.span else label
+
+
+def instantiate(instance: Instance, main: Definition, main_values: dict[str, Any],
+                hooks: dict[str, Any] | None = None) -> Any:
     definition = instance.definition
     if definition is main:
         values = main_values
     else:
         scope = DefinitionCompiler(main, main_values, main.name)
         given = {k: scope.constant(v, f"argument '{k}'") for k, v in instance.args.items()}
-        values = bind(definition, given, instance.label)
+        values = bind(definition, {**given, **(hooks or {})}, instance.label)
     return build_class(definition, values, instance.label or definition.name)(values)

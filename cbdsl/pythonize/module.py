@@ -122,14 +122,19 @@ class ModuleWriter:
         main = checked.main
         writer = ClassWriter(self, main, names.get(id(main), "Main"))
         params = writer.signature()
+        # a Python hook the caller passes by name to the one used callback that leaves it unset
+        hooks = {name: where[0] for name, where in checked.open_hooks().items()
+                 if len(where) == 1}
+        params = ", ".join(p for p in (params, *(f"{h}=None" for h in hooks)) if p)
         calls = []
-        for instance in checked.instances:
+        for position, instance in enumerate(checked.instances):
             cls = names[id(instance.definition)]
             if instance.definition is main:
                 args = [f"{p}={writer.local_param[p]}" for p in main.params]
             else:
                 scope = writer.init_scope()
                 args = [f"{k}={writer.expr(v, scope).text}" for k, v in instance.args.items()]
+                args += [f"{h}={h}" for h, at in hooks.items() if at == position]
             calls.append(f"{cls}({', '.join(args)})")
         lines = [f"def make_callbacks({params}):",
                  '    """The callbacks the rule file makes, in order, for '

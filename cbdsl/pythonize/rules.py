@@ -109,7 +109,8 @@ class RuleWriter:
                     monitor = py_str(metric) if metric else "None"
                 stmt: list = [If([(Code(f"{attr} is None", CMP), [
                     Comment('mode="auto" resolves at the first check, as in Keras'),
-                    Line(f"{attr} = self._resolve_direction({mode}, {monitor})")])])]
+                    Line(f"{attr} = self._resolve_direction({mode}, {monitor}"
+                         + (")" if "mode" in self.params else ", rule_words=True)"))])])]
                 if guard is not None:
                     stmt = [If([(guard, stmt)])]
                 resolve += stmt

@@ -100,9 +100,10 @@ LR_READ = Line("lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learn
 
 # The method of a class whose tracker resolves `mode="auto"` at run time.
 RESOLVE_DIRECTION = '''
-def _resolve_direction(self, mode, monitor):
+def _resolve_direction(self, mode, monitor, rule_words=False):
     """"min" or "max": `mode="auto"` as Keras resolves it. A loss goes down; another metric
-    goes the way the model's compiled metric of that name goes."""
+    goes the way the model's compiled metric of that name goes. The error asks for the
+    `mode` argument, or with `rule_words` (no such argument) for the rule file's option."""
     if mode in ("min", "max"):
         return mode
     name = (monitor or "").removeprefix("val_")
@@ -112,10 +113,15 @@ def _resolve_direction(self, mode, monitor):
             if getattr(metric, "name", None) == name and hasattr(metric, "_direction"):
                 direction = "max" if metric._direction == "up" else "min"
     if direction is None:
+        advice = (
+            'Write `with mode = "max"` after `stalls` or `improves` in the rule in order to '
+            'monitor based on the highest metric value, or `with mode = "min"` in order to use '
+            "the lowest value." if rule_words else
+            "Pass `mode='max'` in order to monitor based on the highest metric value, or pass "
+            "`mode='min'` in order to use the lowest value.")
         raise ValueError(
             f"{type(self).__name__} callback received monitor={monitor}, but Keras isn't able "
             "to automatically determine whether that metric should be maximized or minimized. "
-            "Pass `mode='max'` in order to monitor based on the highest metric value, or pass "
-            "`mode='min'` in order to use the lowest value.")
+            + advice)
     return direction
 '''

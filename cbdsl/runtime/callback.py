@@ -114,7 +114,8 @@ def compiled_base() -> type:
                 tracker = self.state.trackers[spec.name]
                 if tracker.direction is None:
                     tracker.direction = resolve_direction(
-                        spec.mode, spec.metric, self.model, self.__class__.__name__)
+                        spec.mode, spec.metric, self.model, self.__class__.__name__,
+                        mode_parameter="mode" in self.arguments)
             ctx = Context(self, logs, epoch, batch)
             counters = {"epoch": epoch, "batch": batch, "step": self.step_index(batch)}
             for rule in self.rules_by_event.get(event, ()):  # a drop-in's rules may drop out

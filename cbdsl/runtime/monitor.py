@@ -58,8 +58,13 @@ def _floatx() -> tuple[type | None, float]:
     return dtype, float(np.finfo(dtype).tiny)
 
 
-def resolve_direction(mode: str, metric: str | None, model: Any, owner: str) -> str:
-    """`min`/`max`, with Keras 3's `mode='auto'`: loss goes down, else the metric's direction."""
+def resolve_direction(mode: str, metric: str | None, model: Any, owner: str, *,
+                      mode_parameter: bool = True) -> str:
+    """`min`/`max`, with Keras 3's `mode='auto'`: loss goes down, else the metric's direction.
+
+    The error is Keras's, asking for `mode='max'`, when the callback has a `mode` parameter
+    (`mode_parameter`); otherwise it says what to write in the rule file.
+    """
     if mode in ("min", "max"):
         return mode
     name = (metric or "").removeprefix("val_")
@@ -68,12 +73,21 @@ def resolve_direction(mode: str, metric: str | None, model: Any, owner: str) -> 
         if getattr(m, "name", None) == name and hasattr(m, "_direction"):
             direction = "max" if m._direction == "up" else "min"
     if direction is None:
-        raise MetricDirectionError(Diagnostic(
-            "E402", f"{owner} callback received monitor={metric}, but Keras isn't able to "
-            "automatically determine whether that metric should be maximized or minimized. Pass "
-            "`mode='max'` in order to monitor based on the highest metric value, or pass "
-            "`mode='min'` in order to use the lowest value."))
+        raise MetricDirectionError(Diagnostic("E402", direction_message(owner, metric,
+                                                                        mode_parameter)))
     return direction
+
+
+def direction_message(owner: str, metric: str | None, mode_parameter: bool) -> str:
+    """Keras's words for a metric of no known direction, or the rule file's way to give one."""
+    head = (f"{owner} callback received monitor={metric}, but Keras isn't able to "
+            "automatically determine whether that metric should be maximized or minimized. ")
+    if mode_parameter:
+        return head + ("Pass `mode='max'` in order to monitor based on the highest metric "
+                       "value, or pass `mode='min'` in order to use the lowest value.")
+    return head + ("Write `with mode = \"max\"` after `stalls` or `improves` in the rule in "
+                   "order to monitor based on the highest metric value, or "
+                   "`with mode = \"min\"` in order to use the lowest value.")
 
 
 def _compiled_metrics(model: Any) -> list[Any]:

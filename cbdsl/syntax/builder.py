@@ -339,6 +339,10 @@ class Builder(Transformer):
         token, value = children
         return n.ParamDecl(_ident(token), value, None, _span(meta))
 
+    def param_decl_typed(self, meta, children):
+        token, type_name, default = children
+        return n.ParamDecl(_ident(token), default, _ident(type_name), _span(meta))
+
     def require(self, meta, children):
         condition, message = children
         return n.Require(condition, message, _span(meta))

@@ -32,7 +32,7 @@ from cbdsl.conformance.conform.workers import (
     run_column,
     worker_env,
 )
-from cbdsl.conformance.conform.xfail import read_xfail
+from cbdsl.conformance.conform.xfail import expected_failures, read_xfail
 
 __all__ = [
     "BACKENDS",
@@ -51,6 +51,7 @@ __all__ = [
     "Implementation",
     "SuiteOptions",
     "UsageError",
+    "expected_failures",
     "fit_backend",
     "gpu_build",
     "load_implementation",

@@ -11,8 +11,8 @@ EXAMPLES, QUICK_EXAMPLES = 1000, 25
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-class UsageError(Exception):
-    """Bad input to `cbdsl conform`: one line for the user, exit status 2."""
+class UsageError(ValueError):
+    """Bad input to `cbdsl conform` (or to `run_spec`): one line for the user, exit status 2."""
 
 
 @dataclass(frozen=True)

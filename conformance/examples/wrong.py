@@ -28,6 +28,38 @@ class WrongSignMinDelta(keras.callbacks.EarlyStopping):
         self.min_delta = -self.min_delta
 
 
+class NoBaseline(keras.callbacks.EarlyStopping):
+    """An EarlyStopping whose constructor lacks `baseline`: building it with one is a
+    TypeError, which the report shows with its message."""
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0, patience: int = 0,
+                 verbose: int = 0, mode: str = "auto", restore_best_weights: bool = False,
+                 start_from_epoch: int = 0):
+        super().__init__(monitor=monitor, min_delta=min_delta, patience=patience,
+                         verbose=verbose, mode=mode, restore_best_weights=restore_best_weights,
+                         start_from_epoch=start_from_epoch)
+
+
+class BoomAtSecondEpoch(keras.callbacks.EarlyStopping):
+    """An EarlyStopping that raises `RuntimeError("boom")` at the end of its second epoch."""
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if epoch == 1:
+            raise RuntimeError("boom")
+        super().on_epoch_end(epoch, logs)
+
+
+class GuessedDirection(keras.callbacks.EarlyStopping):
+    """An EarlyStopping that guesses `min` for a metric of no known direction under
+    `mode="auto"`, where Keras raises a ValueError."""
+
+    def _set_monitor_op(self) -> None:
+        try:
+            super()._set_monitor_op()
+        except ValueError:
+            self.monitor_op = keras.ops.less
+
+
 class OffByOnePlateau(keras.callbacks.ReduceLROnPlateau):
     """A ReduceLROnPlateau that reduces the learning rate one epoch late."""
 
