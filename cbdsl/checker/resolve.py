@@ -140,7 +140,7 @@ class Resolution:
         callbacks = {item.name.name for p in files for item in getattr(self._parsed(p), "items", ())
                      if isinstance(item, n.CallbackDef)}
         self.report("E206", f"library '{library.name}' has no rule '{rule}'", use.name[-1].span,
-                    where, (did_you_mean(rule, [*names, *sorted(callbacks - set(names))])
+                    where, (did_you_mean(rule, names) or did_you_mean(rule, callbacks)
                             or (f"it has: {', '.join(names)}" if names else "it has no rules"))
                     + (f" ({', '.join(broken)} could not be read)" if broken else ""))
         return None
