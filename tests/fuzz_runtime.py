@@ -1485,10 +1485,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minimise-seconds", type=float, default=30.0)
     parser.add_argument("--replay", default=None,
                         help="run one program (a .cbd file) with --seed and show its outcome")
+    parser.add_argument("--style", choices=["fit", "raw"], default=None,
+                        help="with --replay: logs as Keras 3's fit passes them, or raw")
     args = parser.parse_args(argv)
     if args.replay:
-        outcome = run_program(Path(args.replay).read_text("utf-8"), seed=args.seed)
-        print(json.dumps(asdict(outcome), indent=2))
+        outcome = run_program(Path(args.replay).read_text("utf-8"), seed=args.seed,
+                              style=args.style)
+        shown = {k: v for k, v in asdict(outcome).items() if v and k != "trace"}
+        print(json.dumps(shown, indent=2))
+        print(outcome.trace, end="")
         return 0 if outcome.kind != "internal" else 1
     tally = fuzz(accepted=args.programs, minutes=args.minutes, jobs=args.jobs, seed=args.seed,
                  minimise_s=args.minimise_seconds, progress=True)
