@@ -246,14 +246,29 @@ class KerasWorded:
         return self.diagnostics[0].message
 
 
+# The Python errors a run-time error can also be (their constructors take one message).
+_WORDED_KINDS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                 PermissionError, OSError, OverflowError, ZeroDivisionError, ArithmeticError,
+                 KeyError, IndexError, TypeError, ValueError, RuntimeError)
+
+
 @functools.cache
 def keras_worded(kind: type[Exception]) -> type[CbdslRuntimeError]:
     """The run-time error that is also `kind` (`IsADirectoryError`, `TypeError`): where
     Keras's class raises `kind` in the same place, a rule raises this, with Keras's text as its
-    message and its code and position in `diagnostics`."""
-    return type(kind.__name__, (KerasWorded, CbdslRuntimeError, kind), {
-        "__module__": __name__,
-        "__doc__": f"A cbdsl run-time error that is a {kind.__name__}, as Keras raises it."})
+    message and its code and position in `diagnostics`. A kind whose constructor does not take
+    one message is taken as the nearest common one it derives from (`UnicodeDecodeError` as
+    `ValueError`)."""
+    for base in (kind, *(k for k in kind.__mro__ if k in _WORDED_KINDS), RuntimeError):
+        worded = type(base.__name__, (KerasWorded, CbdslRuntimeError, base), {
+            "__module__": __name__,
+            "__doc__": f"A cbdsl run-time error that is a {base.__name__}, as Keras raises it."})
+        try:
+            worded(Diagnostic("E000", "probe"))
+        except Exception:
+            continue
+        return worded
+    raise AssertionError("RuntimeError takes a message")  # not reached
 
 
 class LearningRateNotSettableError(KerasWorded, CbdslRuntimeError, TypeError):

@@ -699,16 +699,8 @@ class Outcome:
 
 
 # Python errors the language reference lets through, by where they leave cbdsl.
-DOCUMENTED: list[tuple[str, tuple[str, ...], str]] = [
-    ("OSError", ("runtime/files.py (write_row)", "runtime/files.py (_kept_row)"),
-     "write row: a missing folder, a directory or an unwritable path is Python's OSError"),
-    ("TypeError", ("runtime/files.py (write_row)", "runtime/files.py (_kept_row)"),
-     "write row: a separator that is not one character is the csv module's TypeError"),
-    ("RequestException", ("runtime/web.py (post)",),
-     "post without else: a failed request's exception ends fit"),
-    ("IsADirectoryError", ("language/functions.py (_file_empty)",),
-     "file_empty of a directory is Python's IsADirectoryError"),
-]
+# (None now: the file, web and Keras errors a rule meets are CbdslErrors of the same type.)
+DOCUMENTED: list[tuple[str, tuple[str, ...], str]] = []
 
 
 def _documented(exc: BaseException, frame: str) -> bool:

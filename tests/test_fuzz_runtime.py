@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
 
 import fuzz_runtime as fr
 import pytest
@@ -40,7 +42,7 @@ def test_mutants_and_written_policies_often_pass_the_checker():
     ("on epoch_end when val_loss stalls 2 do lr *= 0.5", "clean", ""),
     ("on epoch_ned do stop", "rejected", "E201"),
     ('on epoch_end do fail "stopped"', "cbdsl", "fail"),
-    ('on epoch_end do write row {"a": 1} to "" ', "documented", "FileNotFoundError"),
+    ('on epoch_end do write row {"a": 1} to "" ', "cbdsl", "E406"),
     ('on epoch_end do write "x" to "/tmp/outside.txt"', "sandbox", "SandboxViolation"),
     ('on epoch_end do save weights "/tmp/outside.weights.h5"', "sandbox", "SandboxViolation"),
     ('on epoch_end do tensorboard.scalar("/tmp/outside", "a", 1, 0)', "sandbox",
@@ -54,7 +56,7 @@ def test_the_harness_sorts_outcomes(harness, text, kind, detail):
 
 def test_posts_reach_no_server_and_give_up_at_once(harness):
     outcome = fr.run_program('on epoch_end do post json {} to "http://example.com/x"', seed=1)
-    assert outcome.kind == "documented" and outcome.error == "ConnectionError", outcome
+    assert outcome.kind == "cbdsl" and outcome.error == "ConnectionError", outcome
 
 
 def test_a_program_running_too_long_is_stopped_where_it_is(harness):
@@ -84,9 +86,22 @@ def cbdsl_parses(text: str) -> bool:
     return True
 
 
-@pytest.mark.xfail(strict=False, reason="internal errors found by the fuzzer: fuzz_findings.md")
 def test_accepted_policies_never_fail_inside_cbdsl():
     tally = fr.fuzz(drawn=PROGRAMS, jobs=1, seed=0, batch=PROGRAMS, minimise_s=4,
                     minimise_total=20)
     assert tally.accepted > PROGRAMS // 3, tally.summary()
     assert not tally.internal, "\n" + tally.summary() + "\n\n" + tally.describe_findings()
+
+
+REGRESSIONS = sorted((Path(__file__).parent / "fuzz_regressions").glob("*.cbd"))
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: p.stem)
+def test_every_program_the_fuzzer_found_now_runs_or_fails_as_a_cbdsl_error(path):
+    # each raised a Python exception from inside cbdsl once: now it is refused by the check,
+    # runs, or stops with a CbdslError (a positioned run-time error), as the language promises
+    text = path.read_text()
+    seed = int(re.search(r"seed: (\d+)", text).group(1))
+    style = re.search(r"logs: (\w+)", text).group(1)
+    outcome = fr.run_program(text, seed=seed, style=style)
+    assert outcome.kind in ("rejected", "clean", "cbdsl", "documented"), outcome

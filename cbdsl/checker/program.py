@@ -305,6 +305,9 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
     def _check_requirement(self, requirement: n.Require, definition: Definition) -> None:
         """`require` reads only parameters and constants: it runs before training starts."""
         where = self.origin(requirement, definition)
+        checks = RuleChecker(self, Scope(definition, self), requirement)
+        checks.check_expr(requirement.condition)  # functions known, typed, called as they take
+        checks.check_expr(requirement.message)
         for node in (*walk(requirement.condition), *walk(requirement.message)):
             if isinstance(node, n.Name) and node.id not in definition.params and node.id != "inf":
                 self.report("E219", f"a requirement reads only parameters, not '{node.id}'",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cbdsl import language, runtime
 from cbdsl.compiler.expressions import ExprCompiler
 from cbdsl.diagnostics import (
+    CbdslError,
     MissingKeyFailure,
     RuleFailure,
 )
@@ -63,7 +65,8 @@ class ActionCompiler:
             target = path(c)
             if c.cb.dry_run:
                 return f"would save {kind} to {target}"
-            runtime.save(c.cb.model, kind, target, where, type(c.cb).__name__)
+            with keras_errors(exprs, action, "E406"):
+                runtime.save(c.cb.model, kind, target, where, type(c.cb).__name__)
             return f"save {kind} {target}"
         return save
 
@@ -116,7 +119,8 @@ class ActionCompiler:
                 if mode == "append":
                     return f"would append a line to {target}"
                 return f"would write {target}" if content else f"would empty {target}"
-            runtime.write_text(target, content, append=mode == "append", where=where)
+            with keras_errors(exprs, action, "E406"):
+                runtime.write_text(target, content, append=mode == "append", where=where)
             return f"{mode} {target}"
         return write_file
 
@@ -204,6 +208,8 @@ class ActionCompiler:
         label = action.func.name
 
         def call(c: Context) -> str:
+            if hook is None:  # not passed: a rule of such calls alone is not even compiled
+                return ""
             hook(*[a(c) for a in args], **{k: v(c) for k, v in kwargs.items()})
             return f"call {label}"
         return call
@@ -227,7 +233,8 @@ class ActionCompiler:
                                       f"'{name}', got {values.describe(value)}")
             if c.cb.dry_run:
                 return spec.would_do(arguments)
-            return run(c.cb, where=where, **arguments)
+            with keras_errors(exprs, action, "E405"):
+                return run(c.cb, where=where, **arguments)
         return effect
 
     def visit_WriteRow(self, action: n.WriteRow, rule: CompiledRule, exprs: ExprCompiler,
@@ -285,8 +292,15 @@ class ActionCompiler:
                                   f"{_short(headers)}")
             if c.cb.dry_run:
                 return f"would post {kind} to {target}"
-            if runtime.post(target, payload, kind=kind, headers=headers, timeout=timeout,
-                            owner=owner, unhandled=otherwise is None):
+            try:
+                sent = runtime.post(target, payload, kind=kind, headers=headers,
+                                    timeout=timeout, owner=owner, unhandled=otherwise is None)
+            except (TypeError, ValueError) as exc:  # a body JSON cannot hold (an array)
+                raise exprs.error(action.body, f"'post {kind}' cannot send it: {exc}",
+                                  like=type(exc)) from exc
+            except OSError as exc:  # no `else`: the failed request ends training, as its type
+                raise exprs.error(action, str(exc), "E406", like=type(exc)) from exc
+            if sent:
                 return f"post {kind} to {target}"
             done = otherwise(c)
             return f"post {kind} to {target} failed" + (f", {done}" if done else "")
@@ -356,3 +370,15 @@ def _would_write_row(path: str, row: dict[str, Any] | None, header: bool, append
     what = "a header and a row" if header else "a row"
     return f"would write {what} to {path}" if append else \
         f"would empty {path} and write {what} to it"
+
+
+@contextlib.contextmanager
+def keras_errors(exprs: ExprCompiler, node: n.Node, code: str) -> Iterator[None]:
+    """Errors Keras, TensorFlow or the file system raise under an action (a save path Keras
+    refuses, a missing folder): positioned run-time errors of the same type and text."""
+    try:
+        yield
+    except CbdslError:
+        raise
+    except (OSError, ValueError, TypeError, ArithmeticError) as exc:
+        raise exprs.error(node, str(exc), code, like=type(exc)) from exc

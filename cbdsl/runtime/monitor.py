@@ -9,6 +9,7 @@ import numpy as np
 from cbdsl.diagnostics import (
     Diagnostic,
     MetricDirectionError,
+    keras_worded,
 )
 from cbdsl.runtime.state import TrackerState
 
@@ -40,7 +41,12 @@ def _backend_compare(shifted: float, reference: float, direction: str) -> bool:
     from keras import ops
 
     op = ops.greater if direction == "max" else ops.less
-    return bool(op(shifted, reference))
+    try:
+        return bool(op(shifted, reference))
+    except (ValueError, OverflowError) as exc:  # 1e308 in float32: as Keras's callbacks fail
+        raise keras_worded(type(exc))(Diagnostic(
+            "E221", f"{shifted!r} and {reference!r} cannot be compared in Keras's floatx: "
+            f"{exc}")) from exc
 
 
 def _plain(x: np.floating, tiny: float) -> bool:

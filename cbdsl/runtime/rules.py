@@ -147,10 +147,11 @@ class CompiledRule:
         return float(value)
 
     def metric_missing(self, ctx: Context, name: str, counters: dict[str, int | None]) -> None:
-        """The callback's `on metric_missing` rules, or else Keras's warning."""
+        """The callback's `on metric_missing` rules, or else Keras's warning (also for a
+        metric that an `on metric_missing` rule itself reads and misses: no rule runs again)."""
         cb = ctx.cb
         handlers = cb.rules_by_event.get("metric_missing")
-        if not handlers:
+        if not handlers or ctx.missing is not None:
             warn_missing(cb.__class__.__name__, self.line, name, ctx.logs or {})
             return
         signal = Context(cb, ctx.logs, ctx.epoch, ctx.batch)

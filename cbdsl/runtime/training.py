@@ -39,7 +39,7 @@ def render(template: str, fields: dict[str, Any], where: str) -> str:
                 "E215", f"{where}: template field '{{{name}:{spec}}}': {problem}"))
         try:
             out.append(format(fields[name], spec or ""))
-        except (ValueError, TypeError, RecursionError) as exc:  # `{loss:d}` of a float
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # {loss:d}
             raise CbdslRuntimeError(Diagnostic(
                 "E221", f"{where}: template field '{{{name}:{spec}}}' cannot show "
                 f"{describe(fields[name])}: {exc}")) from None
