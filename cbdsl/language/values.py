@@ -26,6 +26,8 @@ MAX_TABLE = 100_000  # entries in one table a rule fills
 
 def is_number(value: Any) -> bool:
     """An int or a float (NumPy's too, and a 0-d NumPy array of one), not a bool."""
+    if type(value) in (float, int):  # the common case, without the ABC check below
+        return True
     if isinstance(value, np.ndarray):
         return value.ndim == 0 and value.dtype.kind in "iuf"
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
