@@ -26,21 +26,29 @@ def rule_file(name: str) -> str:
 
 
 @functools.cache
+def _parsed(name: str):
+    """A built-in rule file's syntax tree, parsed once for the catalogue and the check."""
+    from cbdsl.syntax.parser import parse
+
+    path = rule_file(name)
+    return parse(Path(path).read_text("utf-8"), path)
+
+
+@functools.cache
 def _checked(name: str):
     import cbdsl
 
-    return cbdsl.check(rule_file(name))
+    return cbdsl.check(_parsed(name))
 
 
 @functools.cache
 def _catalog() -> dict[str, str]:
     """Each built-in callback's name and the stem of the rule file that defines it."""
     from cbdsl.syntax import nodes as n
-    from cbdsl.syntax.parser import parse
 
     found = {}
     for path in sorted(Path(str(resources.files("cbdsl.rules"))).glob("*.cbd")):
-        for item in parse(path.read_text("utf-8"), str(path)).items:
+        for item in _parsed(path.stem).items:
             if isinstance(item, n.CallbackDef):
                 found[item.name.name] = path.stem
     return found
