@@ -1054,3 +1054,31 @@ def test_writers_whose_filters_never_hold_together_do_not_conflict():
                         "on epoch_end before epoch a do lr = 0.1\n"
                         "on epoch_end from epoch b do lr = 0.2\n"):  # b may be bound below a
         assert [d.code for d in check_error(overlapping).diagnostics] == ["E207"], overlapping
+
+
+# ---------------------------------------------------------------- lists and tables
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ('var t = {}\non epoch_end do log x = lookup(keys(t), 1, 0)',
+     "'lookup' needs a table first, got a list"),
+    ('var t = {}\non epoch_end do log x = keys(t)["a"]',
+     "a list is indexed by an integer, not a str"),
+    ("on epoch_end do log x = epoch[0]", "only tables, lists and strings have entries, not an int"),
+    ("on epoch_end when keys(logs) do stop", "a condition must be true or false, not a list"),
+    ("var s = split(\"a,b\", \",\")\non epoch_end do set s[0] = 1",
+     "'s' is not a table; only a table has entries to set"),
+])
+def test_lists_are_told_from_tables(source, message):
+    assert message in [d.message for d in check_error(source).diagnostics]
+
+
+def test_lists_go_where_lists_go():
+    source = ('var t = {"b": 2, "a": 1}\n'
+              "on epoch_end do for k in sorted(keys(t)) do (log [k] = t[k]), "
+              'log n = len(split("a,b", ",")), log first = sorted(keys(t))[0]\n')
+    assert cbdsl.check(source).diagnostics == []
+    (cb,) = cbdsl.compile(source)
+    logs = {}
+    cb.on_epoch_end(0, logs)
+    assert logs == {"a": 1, "b": 2, "n": 2, "first": "a"}

@@ -209,7 +209,7 @@ class ActionChecks:
     def check_For(self, loop: n.For) -> None:
         self.check_expr(loop.iterable)
         kind = self.scope.infer(loop.iterable, self.checker, None)
-        if kind not in ("table", "any"):
+        if kind not in ("table", "list", "str", "any"):
             self.report("E221", f"'for' needs a table or a list to go through, not a {kind}",
                         loop.iterable.span)
         names = [i.name for i in loop.names]
@@ -234,7 +234,7 @@ class ActionChecks:
     def check_number(self, expr: n.Expr) -> None:
         self.check_expr(expr)
         kind = self.scope.infer(expr, self.checker, None)
-        if kind in ("str", "table", "bool", "none"):
+        if kind in ("str", "table", "list", "bool", "none"):
             self.report("E221", f"the learning rate must be a number, not a {kind}", expr.span)
             return
         value = folded(expr, self.scope.params)
@@ -272,7 +272,7 @@ class ActionChecks:
                             f"an integer; '{name}' is a {'float' if kind == 'float' else 'number'}"
                             " (Keras logs metrics as floats)", expr.span,
                             f"show it rounded with {{{name}:{spec[:-1]}.0f}}")
-            elif code in INT_CODES | NUMBER_CODES and kind in ("str", "table"):
+            elif code in INT_CODES | NUMBER_CODES and kind in ("str", "table", "list"):
                 self.report("E221", f"template field '{{{name}:{spec}}}': format '{code}' takes "
                             f"a number; '{name}' is a {kind}", expr.span)
             elif code == "s" and kind in ("int", "float", "number", "bool"):

@@ -55,7 +55,7 @@ class RuleChecker(ActionChecks):
         if self.rule.condition is not None:
             self.check_expr(self.rule.condition)
             kind = self.scope.infer(self.rule.condition, self.checker, None)
-            if kind in ("str", "table"):
+            if kind in ("str", "table", "list"):
                 self.report("E221", f"a condition must be true or false, not a {kind}",
                             self.rule.condition.span)
         for action in self.rule.actions:
@@ -123,7 +123,7 @@ class RuleChecker(ActionChecks):
     def check_BinOp(self, node: n.BinOp) -> None:
         for side in (node.left, node.right):
             kind = self.scope.infer(side, self.checker, None)
-            if kind in ("str", "table", "bool", "none") and not (
+            if kind in ("str", "table", "list", "bool", "none") and not (
                     node.op == "+" and kind == "str"
                     and self.scope.infer(node.left, self.checker, None) in ("str", "any")
                     and self.scope.infer(node.right, self.checker, None) in ("str", "any")):
@@ -153,9 +153,19 @@ class RuleChecker(ActionChecks):
                 self.report("E221", f"'{op}' needs numbers, not a {kind}", span)
                 return
 
+    def check_Index(self, node: n.Index) -> None:
+        container = self.scope.infer(node.value, self.checker, None)
+        key = self.scope.infer(node.key, self.checker, None)
+        if container in ("int", "float", "number", "bool", "none"):
+            self.report("E221", "only tables, lists and strings have entries, not "
+                        f"{_a(container)}", node.value.span)
+        elif container in ("list", "str") and key in ("str", "table", "list", "bool", "none"):
+            self.report("E221", f"{_a(container)} is indexed by an integer, not {_a(key)}",
+                        node.key.span)
+
     def check_Unary(self, node: n.Unary) -> None:
         kind = self.scope.infer(node.operand, self.checker, None)
-        if node.op in "+-" and kind in ("str", "table", "bool", "none"):
+        if node.op in "+-" and kind in ("str", "table", "list", "bool", "none"):
             self.report("E221", f"'{node.op}' needs a number, not a {kind}", node.span)
 
     def check_Compare(self, node: n.Compare) -> None:
@@ -169,7 +179,7 @@ class RuleChecker(ActionChecks):
             elif op not in ("==", "!="):
                 kinds = {self.scope.infer(side, self.checker, None) for side in (left, right)}
                 for side in (left, right):
-                    if self.scope.infer(side, self.checker, None) in ("table", "bool"):
+                    if self.scope.infer(side, self.checker, None) in ("table", "list", "bool"):
                         self.report("E221", f"'{op}' compares numbers or strings, not a "
                                     f"{self.scope.infer(side, self.checker, None)}", side.span)
                         break
@@ -294,3 +304,8 @@ class RuleChecker(ActionChecks):
         if mode not in language.MODES:
             self.report("E211", f"mode must be 'min', 'max' or 'auto', got {mode!r}", value.span,
                         did_you_mean(str(mode), language.MODES))
+
+
+def _a(kind: str) -> str:
+    """A type's name with its article: `an int`, `a str`."""
+    return ("an " if kind[:1] in "aeiou" else "a ") + kind

@@ -24,8 +24,8 @@ class Arg:
     """One argument of a function: its type and, where the plain word misleads, how to ask.
 
     Attributes:
-        type: `number`, `str`, `table` (a table or a list), `iterable` (a table, a list or
-            none), `sized` (a table, a list, a string or none), or `any`.
+        type: `number`, `str`, `table`, `iterable` (a table, a list or none), `sized` (a
+            table, a list, a string or none), or `any`.
         needs: how an error names what was due (`numbers`, `a table first`).
         hint: a hint for the error, when one helps.
     """
@@ -40,9 +40,9 @@ ARG_ACCEPTS: dict[str, frozenset[str]] = {
     "number": frozenset({"int", "float", "number", "any"}),
     "str": frozenset({"str", "any"}),
     "table": frozenset({"table", "any"}),
-    "iterable": frozenset({"table", "none", "any"}),
-    "sized": frozenset({"table", "str", "none", "any"}),
-    "any": frozenset({"int", "float", "number", "str", "bool", "table", "none", "any"}),
+    "iterable": frozenset({"table", "list", "none", "any"}),
+    "sized": frozenset({"table", "list", "str", "none", "any"}),
+    "any": frozenset({"int", "float", "number", "str", "bool", "table", "list", "none", "any"}),
 }
 _NEEDS = {"number": "numbers", "str": "strings", "table": "a table",
           "iterable": "a table or a list", "sized": "a list, a table or a string", "any": ""}
@@ -55,8 +55,8 @@ class Function:
     Attributes:
         name: as written in rule files.
         args: the positional arguments, in order.
-        result: the type of the result: `int`, `float`, `number`, `bool`, `str`, `table`
-            (a list too) or `any`.
+        result: the type of the result: `int`, `float`, `number`, `bool`, `str`, `table`,
+            `list` or `any`.
         doc: what it returns, in one sentence.
         impl: the pure implementation; None for a function that reads the event (`metric`,
             `has`, `fill`), which the compiler builds with the event's context.
@@ -294,14 +294,14 @@ FUNCTIONS: dict[str, Function] = {
         Function("metric", (_METRIC_NAME,), "any", "the log value named by a string"),
         Function("json", (_A,), "str", "the value as JSON text (Python's json.dumps)", _json,
                  python="json.dumps({0})", python_imports=("json",)),
-        Function("keys", (Arg("iterable"),), "table", "the keys of a table, as a list",
+        Function("keys", (Arg("iterable"),), "list", "the keys of a table, as a list",
                  lambda t: list(t or ())),
         Function("item", (_A,), "any", "a NumPy scalar or one-item array as a Python value "
                  "(`.item()`, as Keras's RemoteMonitor sends logs); anything else as it is",
                  _item, python="{0:atom}.item() if isinstance({0}, np.ndarray | np.generic) "
                  "else {0:ternary+}", python_imports=("numpy",), python_precedence="ternary"),
         Function("has", (_METRIC_NAME,), "bool", "whether the logs hold the named metric"),
-        Function("sorted", (Arg("iterable"),), "table",
+        Function("sorted", (Arg("iterable"),), "list",
                  "the items of a list (or a table's keys), sorted", sorted),
         Function("startswith", (_S, _S), "bool", "whether a string starts with another",
                  _startswith, python="{0:atom}.startswith({1})"),
@@ -326,7 +326,7 @@ FUNCTIONS: dict[str, Function] = {
                  _now, python="time.time()", python_imports=("time",)),
         Function("path", (_S,), "str", "strings joined as a file path (os.path.join)", _path,
                  variadic=True, python="os.path.join({args})", python_imports=("os",)),
-        Function("split", (_S, _S), "table", "a string cut at each separator, as a list",
+        Function("split", (_S, _S), "list", "a string cut at each separator, as a list",
                  _split, python="{0:atom}.split({1})"),
         Function("removeprefix", (_S, _S), "str",
                  "a string without the prefix it starts with (as it is when it does not)",

@@ -172,7 +172,7 @@ def matches(kind: str, value: Any) -> bool:
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "table":
-        return isinstance(value, dict | list | tuple)
+        return isinstance(value, dict)
     if kind == "iterable":
         return value is None or isinstance(value, dict | list | tuple)
     if kind == "sized":
