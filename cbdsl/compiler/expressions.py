@@ -17,7 +17,7 @@ from cbdsl.diagnostics import (
 )
 from cbdsl.language import values
 from cbdsl.runtime.rules import Context, Fn, _short
-from cbdsl.runtime.state import MissingMetric
+from cbdsl.runtime.state import MissingMetric, TrackerState
 from cbdsl.syntax import nodes as n
 
 
@@ -99,7 +99,8 @@ class ExprCompiler:
 
     def visit_Attribute(self, node: n.Attribute) -> Fn:
         tracker, attr = node.value.name, node.attr.name
-        return lambda c: getattr(c.cb.state.trackers[tracker], attr)
+        fresh = TrackerState()  # a tracker whose rule is not built (a hook not given) never checks
+        return lambda c: getattr(c.cb.state.trackers.get(tracker, fresh), attr)
 
     def visit_Call(self, node: n.Call) -> Fn:
         name = node.func.name

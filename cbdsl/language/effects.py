@@ -118,7 +118,7 @@ EFFECTS: dict[str, Effect] = {
                "remove a directory's backup files, and the directory when nothing else is in it",
                would="remove the backup files in {dir}"),
         Effect("tensorboard.scalar", (EffectParam("dir", "str"), EffectParam("tag", "str"),
-                                      EffectParam("value", "any"), EffectParam("step", "any")),
+                                      EffectParam("value", "number"), EffectParam("step", "any")),
                "write one scalar summary to the event file of a directory",
                would="write the scalar summary {tag} = {value} at step {step} to {dir}"),
         Effect("tensorboard.push_writer", (EffectParam("dir", "str"), EffectParam("step", "number"),
