@@ -706,12 +706,7 @@ DOCUMENTED: list[tuple[str, tuple[str, ...], str]] = []
 def _documented(exc: BaseException, frame: str) -> bool:
     names = {c.__name__ for c in type(exc).__mro__}
     where = re.sub(r":\d+ ", " ", frame)
-    for error, frames, _ in DOCUMENTED:
-        if error in names and where in frames:
-            if error == "TypeError" and "delimiter" not in str(exc):
-                continue
-            return True
-    return False
+    return any(error in names and where in frames for error, frames, _ in DOCUMENTED)
 
 
 def _frames(exc: BaseException) -> tuple[str, str, str]:

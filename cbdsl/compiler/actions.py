@@ -256,12 +256,10 @@ class ActionCompiler:
             if c.cb.dry_run:
                 return _would_write_row(target, values, bool(given["header"]),
                                         bool(given["append"]))
-            try:
+            with keras_errors(exprs, action, "E406"):  # a missing folder: Keras's error
                 runtime.write_row(target, values, separator=given["separator"],
                                   header=bool(given["header"]), append=bool(given["append"]),
                                   handles=c.cb.__dict__.setdefault("resources", {}))
-            except OSError as exc:  # a missing folder, a directory: Keras's error, as it is
-                raise exprs.error(action, str(exc), "E406", like=type(exc)) from None
             return f"write row to {target}"
         return write_row
 
