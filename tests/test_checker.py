@@ -4,6 +4,8 @@ imports, uses and rule libraries resolved from files."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cbdsl
 from cbdsl.checker import CheckedProgram
@@ -177,11 +179,19 @@ CASES = {
         "<string>:2:17: error E221: '+' joins two strings, got str and int\n"
         "2 | on epoch_end do set s += 1\n"
         "                    ^^^^^^^^^^ make text with a template: fill(\"{x}\")"),
-    "E203-initial-value-of-the-wrong-type": (
+    "E221-initial-value-outside-the-domain": (
         'var x = int("a")\non epoch_end do log y = x',
-        "<string>:1:13: error E203: 'int' needs numbers, got a str\n"
+        "<string>:1:9: error E221: int('a') fails: invalid literal for int() with base 10: "
+        "'a'\n"
         '1 | var x = int("a")\n'
-        "                ^^^"),
+        "            ^^^^^^^^"),
+    "E221-tracker-best-before-its-first-check": (
+        "on epoch_end when loss stalls 2 as w do stop\non train_end do log x = w.best * 2",
+        "<string>:2:25: error E221: '*' needs values, and 'w.best' is none until the tracker's "
+        "first check\n"
+        "2 | on train_end do log x = w.best * 2\n"
+        "                            ^^^^^^ guard it: `when w.best != none and ...`, or write "
+        "`w.best if w.best != none else 0`"),
     "E215-format-width-past-the-bound": (
         'on epoch_end do print "{loss:>1000000000}"',
         "<string>:1:23: error E215: template field '{loss:>1000000000}': the width "
@@ -1082,3 +1092,91 @@ def test_lists_go_where_lists_go():
     logs = {}
     cb.on_epoch_end(0, logs)
     assert logs == {"a": 1, "b": 2, "n": 2, "first": "a"}
+
+
+# ------------------------------------------------- typed tables and lists, optional values
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ('var t = {}\non epoch_end do set t[epoch] = 1, set t["a"] = 2, log k = sorted(keys(t))',
+     "'sorted' orders numbers or strings, and this holds numbers and strings"),
+    ('var t = {}\non epoch_end do set t["a"] = "x", log y = t["a"] + 1',
+     "'+' needs numbers, not a str"),
+    ('var t = {1: 0.1, 2: 0.2}\non epoch_end do log y = t["a"]',
+     "this table's keys are integers, so a str key is never in it"),
+    ('param b: float = none\non epoch_end when loss < b do stop',
+     "'<' compares values, and 'b' is none unless the callback is given one (its default is "
+     "none)"),
+    ("var x = 0\non epoch_end do set x = none\non epoch_end do log y = x + 1",
+     "'+' needs values, and 'x' may be none (a value set to it may be)"),
+    ("var x = 0\non epoch_end do set x = none\non epoch_end do set x += 1",
+     "'+=' needs a value, and 'x' may be none (a value set to it may be)"),
+    ("param t = {1: 0.1}\non epoch_end do lr = lookup(t, epoch)",
+     "the learning rate must be a number, and this is none where the table has no such entry"),
+    ('on epoch_end when loss stalls 2 as w do stop\non train_end do print "{w.best:.3f}"',
+     "template field '{w.best:.3f}': format 'f' takes a number, and 'w.best' is none until "
+     "the tracker's first check"),
+    ('var x = 0\non epoch_end do set x = loss\non epoch_end do print "{x:03d}"',
+     "template field '{x:03d}': format 'd' takes an integer; 'x' is a number (Keras logs "
+     "metrics as floats)"),
+    ('on epoch_end do log y = -lookup({"a": 1}, "b")',
+     "'-' needs a number, and this is none where the table has no such entry"),
+    ('on epoch_end do log y = log(-1)', "log(-1) fails: math domain error"),
+])
+def test_typed_collections_and_optionals_are_checked(source, message):
+    assert message in [d.message for d in check_error(source).diagnostics]
+
+
+@pytest.mark.parametrize("source", [
+    # the tracker's own predicate, true, has checked a value
+    "on epoch_end when val_loss stalls 2 as w do log x = w.best * 2",
+    # a guard on the left of `and`, in the rule's condition, or in a conditional
+    "on epoch_end when loss stalls 2 as w do stop\n"
+    "on train_end when w.best != none and w.best < 1 do log x = w.best * 2",
+    "on epoch_end when loss stalls 2 as w do stop\n"
+    "on train_end do log x = (w.best if w.best != none else 0) + 1",
+    "on epoch_end when loss stalls 2 as w do stop\n"
+    "on train_end when w.best == none or w.best < 1 do log x = 1",
+    "on epoch_end when loss stalls 2 as w do stop\n"
+    'on train_end when not (w.best == none) do print "{w.best:.3f}"',
+    "param b: float = none\non epoch_end when b != none and loss < b do stop",
+    "param t = {1: 0.1}\non epoch_end do lr = lookup(t, epoch, lr)",
+    # a step table from 0 always has a step for a counter
+    "on epoch_begin do lr = piecewise({0: 0.1, 5: 0.01}, epoch)",
+    # one kind of key, sorted; a string that writes a number, as an integer
+    'var t = {}\non epoch_end do set t[epoch] = loss, log k = sorted(keys(t))[0]',
+    'on epoch_end do log n = int(split("2,4", ",")[1]) + 1',
+])
+def test_guarded_and_well_typed_values_pass(source):
+    assert [d for d in cbdsl.check(source).diagnostics if d.severity == "error"] == []
+
+
+def test_an_optional_guarded_then_used_runs():
+    source = ("on epoch_end when loss stalls 5 as w do stop\n"
+              "on epoch_end when w.best != none do log twice = w.best * 2\n"
+              'on epoch_end do log n = int(split("2,4", ",")[1]) + 1')
+    (cb,) = cbdsl.compile(source)
+    logs = {"loss": 0.5}
+    cb.on_epoch_end(0, logs)
+    assert logs["twice"] == 1.0 and logs["n"] == 5
+
+
+_KEYS = {"int": "epoch", "str": '"k"', "float": "loss"}
+
+
+@given(st.lists(st.sampled_from(sorted(_KEYS)), min_size=1, max_size=4))
+@settings(max_examples=40, deadline=None)
+def test_sorted_keys_are_accepted_exactly_when_they_order(kinds):
+    """Generated programs: a table written with keys of the drawn kinds; `sorted(keys(t))` is
+    accepted exactly when the keys are all numbers or all strings, and then runs."""
+    sets = ", ".join(f"set t[{_KEYS[k]}] = 1" for k in kinds)
+    source = f"var t = {{}}\non epoch_end do {sets}, log n = len(sorted(keys(t)))"
+    orders = len({k == "str" for k in kinds}) == 1
+    errors = [d for d in cbdsl.check(source).diagnostics if d.severity == "error"] \
+        if orders else check_error(source).diagnostics
+    assert (errors == []) == orders
+    if orders:
+        (cb,) = cbdsl.compile(source)
+        logs = {"loss": 0.25}
+        cb.on_epoch_end(3, logs)
+        assert logs["n"] == len({_KEYS[k] for k in kinds})

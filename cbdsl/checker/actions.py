@@ -8,7 +8,7 @@ from cbdsl import language
 from cbdsl.checker.constants import NotConstant, const_value, folded
 from cbdsl.checker.templates import template_fields, template_problem, template_specs
 from cbdsl.diagnostics import did_you_mean
-from cbdsl.language import values
+from cbdsl.language import types, values
 from cbdsl.language.formats import INT_CODES, NUMBER_CODES, spec_type
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import walk
@@ -45,13 +45,21 @@ class ActionChecks:
                         action.var.span, did_you_mean(action.var.name, self.scope.variables)
                         or f"declare it with `var {action.var.name} = 0`")
         elif action.index is not None and \
-                self.scope.variables[action.var.name] not in ("table", "any"):
+                types.base_type(self.scope.variables[action.var.name]) not in ("table", "any"):
             self.report("E221", f"'{action.var.name}' is not a table; only a table has "
                         "entries to set", action.var.span,
                         f"declare it with `var {action.var.name} = {{}}`")
         elif action.index is None and action.op != "=":
-            self.check_operands(action.op.rstrip("="), self.scope.variables[action.var.name],
-                                self.scope.infer(action.value, self.checker, None), action.span)
+            name = action.var.name
+            if types.is_optional(self.scope.narrowed(action, name, self.scope.variables[name])):
+                self.report("E221", f"'{action.op}' needs a value, and '{name}' may be none "
+                            "(a value set to it may be)", action.var.span,
+                            f"guard it: `when {name} != none and ...`")
+            elif not self.check_present(action.value, f"'{action.op}' needs a value"):
+                self.check_operands(action.op.rstrip("="),
+                                    types.base_type(self.scope.variables[action.var.name]),
+                                    self.scope.infer(action.value, self.checker, None),
+                                    action.span)
         self.check_expr(action.index)
         self.check_expr(action.value)
 
@@ -233,6 +241,8 @@ class ActionChecks:
 
     def check_number(self, expr: n.Expr) -> None:
         self.check_expr(expr)
+        if self.check_present(expr, "the learning rate must be a number"):
+            return
         kind = self.scope.infer(expr, self.checker, None)
         if kind in ("str", "table", "list", "bool", "none"):
             self.report("E221", f"the learning rate must be a number, not a {kind}", expr.span)
@@ -266,8 +276,16 @@ class ActionChecks:
             code = spec_type(spec)
             if code is None:
                 continue
-            kind = self.field_type(name)
-            if code in INT_CODES and kind in ("float", "number"):
+            full = self.field_type(name, expr)
+            kind = types.base_type(full)
+            if code in INT_CODES | NUMBER_CODES and types.is_optional(full):
+                what = ("is none until the tracker's first check" if "." in name else
+                        "may be none here")
+                self.report("E221", f"template field '{{{name}:{spec}}}': format '{code}' takes "
+                            f"a number, and '{name}' {what}", expr.span,
+                            f"guard the rule: `when {name} != none`, or show it without a "
+                            f"format: {{{name}}}")
+            elif code in INT_CODES and kind in ("float", "number"):
                 self.report("E221", f"template field '{{{name}:{spec}}}': format '{code}' takes "
                             f"an integer; '{name}' is a {'float' if kind == 'float' else 'number'}"
                             " (Keras logs metrics as floats)", expr.span,
@@ -280,13 +298,15 @@ class ActionChecks:
                             f"string; '{name}' is a {kind}", expr.span,
                             f"drop the 's': {{{name}:{spec[:-1]}}}")
 
-    def field_type(self, name: str) -> str:
-        """The type of a template field: 1-based counters are ints, the rest as expressions."""
+    def field_type(self, name: str, template: n.Expr) -> str:
+        """The type of a template field, as the guards in force at the template narrow it:
+        1-based counters are ints, the rest as expressions."""
         if "." in name:
-            return language.TRACKER_FIELD_TYPES.get(name.split(".", 1)[1], "any")
+            kind = language.TRACKER_FIELD_TYPES.get(name.split(".", 1)[1], "any")
+            return self.scope.narrowed(template, name, kind)
         if name in self.scope.locals:
             return "any"
-        return self.scope.infer(n.Name(name), self.checker, None)
+        return self.scope.narrowed(template, name, self.scope.type_of(n.Name(name)))
 
     def tracker_field_problem(self, text: str) -> str | None:
         """Why a dotted template field is refused: it must be TRACKER.field."""

@@ -80,7 +80,7 @@ def folded(expr: n.Expr | None, params: dict[str, ParamInfo] | None = None) -> A
 
 
 # Functions whose value depends on the machine or the moment: never computed at check time.
-_ENVIRONMENT = frozenset({"backend", "profiler_available", "now", "file_empty"})
+ENVIRONMENT = frozenset({"backend", "profiler_available", "now", "file_empty"})
 
 
 def evaluate(expr: n.Expr | None, bound: dict[str, Any]) -> Any:
@@ -140,7 +140,7 @@ def evaluate(expr: n.Expr | None, bound: dict[str, Any]) -> Any:
         return True
     if t is n.Call:
         function = language.FUNCTIONS.get(expr.func.name)
-        if function is None or function.reads_event or expr.func.name in _ENVIRONMENT \
+        if function is None or function.reads_event or expr.func.name in ENVIRONMENT \
                 or expr.func.name in bound or expr.keywords:
             return UNKNOWN
         args = [evaluate(a, bound) for a in expr.args]

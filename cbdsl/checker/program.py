@@ -243,7 +243,8 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
                 self.report("E209", f"state variable '{name}' is declared twice", var.name.span,
                             self.origin(var, definition))
             else:
-                scope.variables[name] = scope.infer(var.value, self, None)
+                scope.guard(var.value)
+                scope.variables[name] = scope.type_of(var.value)
                 RuleChecker(self, scope, var).check_expr(var.value)
                 node = training_only(var.value, definition.params)
                 if node is not None:
@@ -253,6 +254,8 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
                                 "`train_begin` rule to start from the run")
         for requirement in definition.requirements:
             self._check_requirement(requirement, definition)
+        scope.guard_definition(definition)
+        scope.type_variables(definition)
         for rule in definition.rules:
             scope.collect_trackers(rule, self)
         for rule in definition.rules:

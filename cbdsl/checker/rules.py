@@ -7,13 +7,22 @@ from typing import TYPE_CHECKING
 
 from cbdsl import language
 from cbdsl.checker.actions import ActionChecks
-from cbdsl.checker.constants import NotConstant, _const_ok, const_value, folded, training_only
+from cbdsl.checker.constants import (
+    ENVIRONMENT,
+    UNKNOWN,
+    NotConstant,
+    _const_ok,
+    const_value,
+    evaluate,
+    folded,
+    training_only,
+)
 from cbdsl.checker.definitions import ABBREVIATED_METRICS, COMMON_METRICS
 from cbdsl.checker.order import filter_counter
 from cbdsl.checker.scope import Scope
 from cbdsl.checker.trackers import metric_name_of, mode_of
 from cbdsl.diagnostics import did_you_mean
-from cbdsl.language import values
+from cbdsl.language import types, values
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import walk
 
@@ -121,6 +130,9 @@ class RuleChecker(ActionChecks):
                 check(node)
 
     def check_BinOp(self, node: n.BinOp) -> None:
+        if any(self.check_present(side, f"'{node.op}' needs values")
+               for side in (node.left, node.right)):
+            return
         for side in (node.left, node.right):
             kind = self.scope.infer(side, self.checker, None)
             if kind in ("str", "table", "list", "bool", "none") and not (
@@ -154,8 +166,12 @@ class RuleChecker(ActionChecks):
                 return
 
     def check_Index(self, node: n.Index) -> None:
+        if self.check_present(node.value, "only tables, lists and strings have entries"):
+            return
         container = self.scope.infer(node.value, self.checker, None)
         key = self.scope.infer(node.key, self.checker, None)
+        if container == "table":
+            self.check_key(node.value, node.key)
         if container in ("int", "float", "number", "bool", "none"):
             self.report("E221", "only tables, lists and strings have entries, not "
                         f"{_a(container)}", node.value.span)
@@ -164,6 +180,8 @@ class RuleChecker(ActionChecks):
                         node.key.span)
 
     def check_Unary(self, node: n.Unary) -> None:
+        if node.op in "+-" and self.check_present(node.operand, f"'{node.op}' needs a number"):
+            return
         kind = self.scope.infer(node.operand, self.checker, None)
         if node.op in "+-" and kind in ("str", "table", "list", "bool", "none"):
             self.report("E221", f"'{node.op}' needs a number, not a {kind}", node.span)
@@ -176,6 +194,9 @@ class RuleChecker(ActionChecks):
                                                                    "bool"):
                     self.report("E221", f"'{op}' needs a table or a list on its right",
                                 right.span)
+            elif op not in ("==", "!=") and any(self.check_present(side, f"'{op}' compares values")
+                                                for side in (left, right)):
+                pass
             elif op not in ("==", "!="):
                 kinds = {self.scope.infer(side, self.checker, None) for side in (left, right)}
                 for side in (left, right):
@@ -256,9 +277,61 @@ class RuleChecker(ActionChecks):
         for index, arg in enumerate(node.args):
             spec = function.arg(index)
             kind = self.scope.infer(arg, self.checker, None)
+            if spec.type in ("number", "numeric", "str", "table") and \
+                    self.check_present(arg, f"'{name}' needs {function.needs(index)}"):
+                continue
             if kind not in language.ARG_ACCEPTS[spec.type]:
                 self.report("E203", f"'{name}' needs {function.needs(index)}, got a {kind}",
                             arg.span, spec.hint)
+            elif name == "sorted":
+                self.check_orderable(arg)
+        self.check_constant_call(node, function)
+
+    def check_constant_call(self, node: n.Call, function: language.Function) -> None:
+        """A call of constants outside the function's domain (`int("a")`, `log(-1)`) fails
+        at every run: reported here, with its values."""
+        if evaluate(node, {}) is not UNKNOWN or function.reads_event:
+            return
+        args = [evaluate(a, {}) for a in node.args]
+        if any(a is UNKNOWN for a in args) or not all(
+                values.matches(function.arg(i).type, a) for i, a in enumerate(args)) \
+                or node.func.name in ENVIRONMENT:
+            return
+        try:
+            values.bounded(function.impl(*args))
+        except Exception as exc:  # outside the domain: as the run would report it
+            shown = ", ".join(repr(a) for a in args)
+            self.report("E221", f"{node.func.name}({shown}) fails: {exc}", node.span)
+
+    def check_orderable(self, arg: n.Expr) -> None:
+        """`sorted(x)`: the items (a table's keys) must all be numbers or all strings."""
+        held = types.contents(self.scope.type_of(arg))[0]
+        mixed = [k for k in types.kinds(held) if k not in ("any", "nothing")]
+        numbers = [k for k in mixed if language.is_number(k)]
+        if (len(mixed) > 1 and len(numbers) < len(mixed)) or any(
+                k in ("table", "list", "bool", "none") for k in mixed):
+            what = " and ".join(_plural(k) for k in mixed)
+            self.report("E221", f"'sorted' orders numbers or strings, and this holds {what}",
+                        arg.span, "keep one kind of key in a table that is sorted")
+
+    def check_key(self, table: n.Expr, key: n.Expr) -> None:
+        """`t[k]` where every key set in `t` is a string and `k` a number, or the other way:
+        the entry can never be there."""
+        held = types.kinds(types.contents(self.scope.type_of(table))[0])
+        given = self.scope.infer(key, self.checker, None)
+        if len(held) != 1 or given in ("any", "none", "bool"):
+            return
+        if (held[0] == "str") != (given == "str") and held[0] in ("str", *language.NUMBER_TYPES):
+            self.report("E221", f"this table's keys are {_plural(held[0])}, so {_a(given)} key "
+                        "is never in it", key.span)
+
+    def check_present(self, expr: n.Expr, what: str) -> bool:
+        """Report E221 where `expr` may be none at this point of the rule; True if so."""
+        if not types.is_optional(self.scope.type_of(expr)):
+            return False
+        shown, why, hint = _none_reason(expr, self.scope)
+        self.report("E221", f"{what}, and {shown} {why}", expr.span, hint)
+        return True
 
     def check_Stalls(self, node: n.Stalls | n.Improves) -> None:
         kind = "stalls" if isinstance(node, n.Stalls) else "improves"
@@ -304,6 +377,30 @@ class RuleChecker(ActionChecks):
         if mode not in language.MODES:
             self.report("E211", f"mode must be 'min', 'max' or 'auto', got {mode!r}", value.span,
                         did_you_mean(str(mode), language.MODES))
+
+
+def _none_reason(expr: n.Expr, scope: Scope) -> tuple[str, str, str]:
+    """How a value that may be none is named, why it may be, and how to guard it."""
+    if isinstance(expr, n.Attribute):
+        text = f"{expr.value.name}.{expr.attr.name}"
+        return (f"'{text}'", "is none until the tracker's first check",
+                f"guard it: `when {text} != none and ...`, or write "
+                f"`{text} if {text} != none else 0`")
+    if isinstance(expr, n.Name):
+        why = ("is none unless the callback is given one (its default is none)"
+               if expr.id in scope.params else "may be none (a value set to it may be)")
+        return f"'{expr.id}'", why, f"guard it: `when {expr.id} != none and ...`"
+    if isinstance(expr, n.Call) and expr.func.name in ("lookup", "piecewise"):
+        return ("this", "is none where the table has no such entry",
+                f"give {expr.func.name} a default as its third argument")
+    return "this", "may be none", "guard it with `!= none`"
+
+
+def _plural(kind: str) -> str:
+    """A type's name for many values: `numbers`, `strings`."""
+    return {"str": "strings", "int": "integers", "float": "numbers", "number": "numbers",
+            "bool": "booleans", "none": "none", "table": "tables", "list": "lists"}.get(
+                kind, kind)
 
 
 def _a(kind: str) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cbdsl import language
+from cbdsl.checker.constants import NotConstant, const_value, folded
 from cbdsl.checker.definitions import Definition
+from cbdsl.language import types, values
 from cbdsl.syntax import nodes as n
-from cbdsl.syntax.walk import walk
+from cbdsl.syntax.walk import children, walk
 
 if TYPE_CHECKING:
     from cbdsl.checker.program import Checker
@@ -22,6 +24,7 @@ class Scope:
         self.variables: dict[str, str] = {}
         self.trackers: dict[str, n.Stalls | n.Improves] = {}
         self.locals: set[str] = set()  # the names a `for` binds, while its body is checked
+        self.guards: dict[int, frozenset[str]] = {}  # node id -> names known not to be none
 
     def collect_trackers(self, rule: n.Rule, checker: Checker) -> None:
         for node in walk(rule.condition):
@@ -35,50 +38,80 @@ class Scope:
 
     def infer(self, expr: n.Expr, checker: Checker | None = None,
               event: language.Event | None = None) -> str:
-        """The type of `expr`: int, float, number, bool, str, table, none or any (a value only
-        the run knows); `infer_<Node>` gives each node kind's."""
-        infer = getattr(self, f"infer_{type(expr).__name__}", None)
-        return infer(expr) if infer is not None else "any"
+        """The plain kind of `expr`: int, float, number, bool, str, table, list, none or any
+        (a value only the run knows); `type_of` gives its full type."""
+        return types.base_type(self.type_of(expr))
 
-    def infer_Number(self, expr: n.Number) -> str:
+    def type_of(self, expr: n.Expr | None) -> str:
+        """The full type of `expr` (`table[str, float]`, `number?`; see `language.types`), as
+        the guards in force where it is written narrow it; `type_<Node>` gives each node's."""
+        method = getattr(self, f"type_{type(expr).__name__}", None)
+        return method(expr) if method is not None else "any"
+
+    def type_Number(self, expr: n.Number) -> str:
         return "int" if isinstance(expr.value, int) else "float"
 
-    def infer_String(self, expr: n.String) -> str:
+    def type_String(self, expr: n.String) -> str:
         return "str"
 
-    def infer_Bool(self, expr: n.Bool) -> str:
+    def type_Bool(self, expr: n.Bool) -> str:
         return "bool"
 
-    def infer_NoneLit(self, expr: n.NoneLit) -> str:
+    def type_NoneLit(self, expr: n.NoneLit) -> str:
         return "none"
 
-    def infer_Table(self, expr: n.Table) -> str:
-        return "table"
+    def type_Table(self, expr: n.Table) -> str:
+        key = value = "nothing"
+        for k, v in expr.entries:
+            key, value = types.join(key, self.type_of(k)), types.join(value, self.type_of(v))
+        return types.table_of(key, value)
 
-    def infer_Index(self, expr: n.Index) -> str:
-        return "any"  # tables hold values of any type
+    def type_Index(self, expr: n.Index) -> str:
+        container = types.present(self.type_of(expr.value))
+        plain = types.base_type(container)
+        if plain == "str":
+            return "str"
+        if plain == "table":
+            return _held(types.contents(container)[1])
+        if plain == "list":
+            return _held(types.contents(container)[0])
+        return "any"
 
-    def infer_Name(self, expr: n.Name) -> str:
+    def type_Name(self, expr: n.Name) -> str:
         if expr.id in self.locals:
             return "any"
         if expr.id in self.params:
-            return self.params[expr.id].type
-        if expr.id in self.variables:
-            return self.variables[expr.id]
-        return language.BUILTIN_TYPES.get(expr.id, "number")  # else a log metric
+            kind = self.param_type(expr.id)
+        elif expr.id in self.variables:
+            kind = self.variables[expr.id]
+        else:
+            return language.BUILTIN_TYPES.get(expr.id, "number")  # else a log metric
+        return self.narrowed(expr, expr.id, kind)
 
-    def infer_Attribute(self, expr: n.Attribute) -> str:
-        return language.TRACKER_FIELD_TYPES.get(expr.attr.name, "number")
+    def type_Attribute(self, expr: n.Attribute) -> str:
+        kind = language.TRACKER_FIELD_TYPES.get(expr.attr.name, "number")
+        return self.narrowed(expr, f"{expr.value.name}.{expr.attr.name}", kind)
 
-    def infer_Compare(self, expr: n.Expr) -> str:
+    def param_type(self, name: str) -> str:
+        """A parameter's type: as declared, and optional where its default is none."""
+        info = self.params[name]
+        if info.type in ("none", "python", "schedule", "keywords"):
+            return "any" if info.type == "none" else info.type
+        return types.optional(info.type) if info.default is None else info.type
+
+    def narrowed(self, expr: n.Expr, key: str, kind: str) -> str:
+        """`kind`, present where a guard in force at `expr` says it is not none."""
+        return types.present(kind) if key in self.guards.get(id(expr), ()) else kind
+
+    def type_Compare(self, expr: n.Expr) -> str:
         return "bool"
 
-    infer_BoolOp = infer_Stalls = infer_Improves = infer_IsNan = infer_IsFinite = infer_Compare
+    type_BoolOp = type_Stalls = type_Improves = type_IsNan = type_IsFinite = type_Compare
 
-    def infer_Unary(self, expr: n.Unary) -> str:
-        return "bool" if expr.op == "not" else self.infer(expr.operand)
+    def type_Unary(self, expr: n.Unary) -> str:
+        return "bool" if expr.op == "not" else types.present(self.type_of(expr.operand))
 
-    def infer_BinOp(self, expr: n.BinOp) -> str:
+    def type_BinOp(self, expr: n.BinOp) -> str:
         left, right = self.infer(expr.left), self.infer(expr.right)
         if expr.op == "+" and "str" in (left, right) and {left, right} <= {"str", "any"}:
             return "str"  # a string joined with a string, or with what may be one
@@ -86,12 +119,141 @@ class Scope:
             return "int"
         return "number"
 
-    def infer_Conditional(self, expr: n.Conditional) -> str:
-        a, b = self.infer(expr.then), self.infer(expr.orelse)
-        return a if a == b else "any"
+    def type_Conditional(self, expr: n.Conditional) -> str:
+        return types.join(self.type_of(expr.then), self.type_of(expr.orelse))
 
-    def infer_Call(self, expr: n.Call) -> str:
+    def type_Call(self, expr: n.Call) -> str:
         function = language.FUNCTIONS.get(expr.func.name)
         if function is None or expr.func.name in self.params:  # a Python hook or schedule
             return "number"
-        return function.result
+        result = function.result_type(tuple(self.type_of(arg) for arg in expr.args))
+        if expr.func.name == "piecewise" and len(expr.args) == 2 and self._covered(*expr.args):
+            return types.present(result)
+        return result
+
+    def _covered(self, table: n.Expr, x: n.Expr) -> bool:
+        """Whether `piecewise(table, x)` always finds a step: a constant table whose smallest
+        key is not above the least `x` can be (a counter is never below 0)."""
+        try:
+            keys = list(const_value(table, self.params))
+        except (NotConstant, TypeError):
+            return False
+        least = 0 if isinstance(x, n.Name) and x.id in _COUNTERS and x.id not in self.params \
+            and x.id not in self.variables else folded(x, self.params)
+        return bool(keys) and all(values.is_number(k) for k in keys) and \
+            values.is_number(least) and min(keys) <= least
+
+    # -- state variables and guards
+    def guard_definition(self, definition: Definition) -> None:
+        """Record the guards of every expression of `definition` (see `guard`)."""
+        for var in definition.variables:
+            self.guard(var.value)
+        for rule in definition.rules:
+            self.guard(rule.condition)
+            facts = self.facts(rule.condition, True)
+            for action in rule.actions:
+                self.guard(action, facts)
+
+    def type_variables(self, definition: Definition) -> None:
+        """Each state variable's type: of its initial value joined with every value a `set`
+        gives it (a table's with every key and entry set), until nothing changes."""
+        sets = [node for rule in definition.rules for action in rule.actions
+                for node in walk(action) if isinstance(node, n.Set)]
+        for _ in range(_ROUNDS):
+            changed = False
+            for action in sets:
+                name = action.var.name
+                if name not in self.variables:
+                    continue
+                old = self.variables[name]
+                new = types.join(old, self._set_type(action, old))
+                if new != old:
+                    self.variables[name], changed = new, True
+            if not changed:
+                return
+        for name, kind in self.variables.items():  # a type that keeps growing: its kind only
+            self.variables[name] = types.base_type(kind)
+
+    def _set_type(self, action: n.Set, old: str) -> str:
+        value = self.type_of(action.value)
+        if action.op != "=":
+            value = self._updated(old if action.index is None else
+                                  types.contents(old)[1] if types.base_type(old) == "table"
+                                  else "any", action.op[:-1], value)
+        if action.index is None:
+            return value
+        if types.base_type(old) != "table":
+            return old  # an entry of what is not a table: reported by the action's check
+        return types.table_of(self.type_of(action.index), value)
+
+    def _updated(self, old: str, op: str, value: str) -> str:
+        old, value = types.base_type(old), types.base_type(value)
+        if op == "+" and "str" in (old, value):
+            return "str"
+        return "int" if old == value == "int" and op in ("+", "-", "*", "//", "%", "**") \
+            else "number"
+
+    def guard(self, root: n.Node | None, facts: frozenset[str] = frozenset()) -> None:
+        """Record the guards in force at each node under `root`: `x != none` on the left of
+        `and` holds on its right, in a conditional's `then` and in the rule's actions; a
+        tracker's own predicate being true makes its `best` and `value` present."""
+        stack = [(root, facts)]
+        while stack:
+            node, held = stack.pop()
+            if node is None:
+                continue
+            if held:
+                self.guards[id(node)] = held
+            if isinstance(node, n.BoolOp):
+                stack.append((node.left, held))
+                stack.append((node.right, held | self.facts(node.left, node.op == "and")))
+            elif isinstance(node, n.For):
+                stack.append((node.iterable, held))
+                stack.append((node.condition, held))
+                inside = held | self.facts(node.condition, True)
+                stack.extend((action, inside) for action in node.actions)
+            elif isinstance(node, n.Conditional):
+                stack.append((node.cond, held))
+                stack.append((node.then, held | self.facts(node.cond, True)))
+                stack.append((node.orelse, held | self.facts(node.cond, False)))
+            else:
+                stack.extend((child, held) for child in children(node))
+
+    def facts(self, expr: n.Expr | None, truth: bool) -> frozenset[str]:
+        """What is known not to be none where `expr` is `truth`."""
+        found: set[str] = set()
+        stack = [(expr, truth)]
+        while stack:
+            node, holds = stack.pop()
+            if isinstance(node, n.BoolOp) and (node.op == "and") == holds:
+                stack += [(node.left, holds), (node.right, holds)]
+            elif isinstance(node, n.Unary) and node.op == "not":
+                stack.append((node.operand, not holds))
+            elif isinstance(node, n.Compare) and len(node.rest) == 1:
+                op, right = node.rest[0]
+                if (op == "!=") == holds and op in ("==", "!="):
+                    for side, other in ((node.first, right), (right, node.first)):
+                        if isinstance(other, n.NoneLit) and (key := _key(side)):
+                            found.add(key)
+            elif isinstance(node, n.Stalls | n.Improves) and holds and node.alias is not None:
+                found.update(f"{node.alias.name}.{field}" for field in ("best", "value",
+                                                                         "direction"))
+        return frozenset(found)
+
+
+_COUNTERS = frozenset({"epoch", "batch", "step", "epochs", "iterations", "stopped_epoch"})
+_ROUNDS = 8  # how often the variables' types are joined with their `set`s before widening
+
+
+def _held(kind: str) -> str:
+    """The type of an entry read from a collection holding `kind`: nothing read yet is any."""
+    return "any" if kind == "nothing" else kind
+
+
+def _key(expr: n.Expr) -> str | None:
+    """The name a guard keeps for a name or a tracker field."""
+    if isinstance(expr, n.Name):
+        return expr.id
+    if isinstance(expr, n.Attribute):
+        return f"{expr.value.name}.{expr.attr.name}"
+    return None

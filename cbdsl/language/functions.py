@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cbdsl.language import types
 from cbdsl.language.types import type_of_value
 
 
@@ -24,7 +25,8 @@ class Arg:
     """One argument of a function: its type and, where the plain word misleads, how to ask.
 
     Attributes:
-        type: `number`, `str`, `table`, `iterable` (a table, a list or none), `sized` (a
+        type: `number`, `str`, `numeric` (a number, or a string that writes one: `"3"`),
+            `table`, `iterable` (a table, a list or none), `sized` (a
             table, a list, a string or none), or `any`.
         needs: how an error names what was due (`numbers`, `a table first`).
         hint: a hint for the error, when one helps.
@@ -39,13 +41,15 @@ class Arg:
 ARG_ACCEPTS: dict[str, frozenset[str]] = {
     "number": frozenset({"int", "float", "number", "any"}),
     "str": frozenset({"str", "any"}),
+    "numeric": frozenset({"int", "float", "number", "str", "any"}),
     "table": frozenset({"table", "any"}),
     "iterable": frozenset({"table", "list", "none", "any"}),
     "sized": frozenset({"table", "list", "str", "none", "any"}),
     "any": frozenset({"int", "float", "number", "str", "bool", "table", "list", "none", "any"}),
 }
-_NEEDS = {"number": "numbers", "str": "strings", "table": "a table",
-          "iterable": "a table or a list", "sized": "a list, a table or a string", "any": ""}
+_NEEDS = {"number": "numbers", "str": "strings", "numeric": "a number or a string of one",
+          "table": "a table", "iterable": "a table or a list",
+          "sized": "a list, a table or a string", "any": ""}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class Function:
         python_helpers: helper functions the written module needs (`piecewise`).
         python_precedence: the precedence of the written call when it is not an atom
             (`ternary`).
+        result_of: the result's type from the arguments' types, where it depends on them
+            (`keys` of a `table[str, float]` is a `list[str]`); else `result` is the type.
     """
 
     name: str
@@ -84,6 +90,11 @@ class Function:
     python_imports: tuple[str, ...] = ()
     python_helpers: tuple[str, ...] = ()
     python_precedence: str | None = None
+    result_of: Callable[[tuple[str, ...]], str] | None = None
+
+    def result_type(self, args: tuple[str, ...]) -> str:
+        """The type of a call's result, given its arguments' types."""
+        return self.result_of(args) if self.result_of is not None else self.result
 
     @property
     def reads_event(self) -> bool:
@@ -244,7 +255,24 @@ def _startswith(text: str, prefix: str) -> bool:
 
 
 _N, _S, _A = Arg("number"), Arg("str"), Arg("any")
+
+
+def _found(args: tuple[str, ...]) -> str:
+    """`lookup` and `piecewise`: a value of the table, the default's, or none without one."""
+    if types.base_type(args[0]) != "table":
+        return "any"  # not known to be a table: what the run gives, checked there
+    value = types.contents(args[0])[1]
+    if len(args) > 2:
+        return types.join(value, args[2])
+    return "any?" if value in ("any", "nothing") else types.optional(value)
+
+
+def _items(args: tuple[str, ...]) -> str:
+    """`keys` and `sorted`: a table's keys or a list's items, as a list."""
+    return types.list_of(types.contents(args[0])[0] if args else "any")
+
 _TABLE_FIRST = Arg("table", "a table first", "a table is written {3: 0.05, 6: 0.01}")
+_NUMERIC = Arg("numeric")
 _METRIC_NAME = Arg("str", "a metric name (a string)")
 
 
@@ -279,30 +307,33 @@ FUNCTIONS: dict[str, Function] = {
         _math("pow", 2, "x to the power y", math.pow),
         Function("clip", (_N, _N, _N), "number", "x limited to [lo, hi]",
                  lambda x, lo, hi: min(max(x, lo), hi), python="min(max({0}, {1}), {2})"),
-        _own("float", (_N,), "number", "as a float", float),
+        _own("float", (_NUMERIC,), "number", "as a float (of a number, or of a string that "
+             "writes one)", float),
         Function("float32", (_N,), "number",
                  "rounded to the nearest float32, as the optimizer stores the learning rate",
                  lambda x: float(np.float32(x)), python="float(np.float32({0}))",
                  python_imports=("numpy",)),
-        _own("int", (_N,), "int", "truncated to an integer", int),
+        _own("int", (_NUMERIC,), "int", "truncated to an integer (of a number), or the integer "
+             "a string writes (\"3\")", int),
         Function("lookup", (_TABLE_FIRST, _A, _A), "any",
                  "table[key], or the default when key is absent", _lookup, optional=1,
-                 python="{0:atom}.get({rest})"),
+                 python="{0:atom}.get({rest})", result_of=_found),
         Function("piecewise", (_TABLE_FIRST, _A, _A), "any",
                  "the value of the largest key not above x (a step schedule)", _piecewise,
-                 optional=1, python="piecewise({args})", python_helpers=("piecewise",)),
+                 optional=1, python="piecewise({args})", python_helpers=("piecewise",),
+                 result_of=_found),
         Function("metric", (_METRIC_NAME,), "any", "the log value named by a string"),
         Function("json", (_A,), "str", "the value as JSON text (Python's json.dumps)", _json,
                  python="json.dumps({0})", python_imports=("json",)),
         Function("keys", (Arg("iterable"),), "list", "the keys of a table, as a list",
-                 lambda t: list(t or ())),
+                 lambda t: list(t or ()), result_of=_items),
         Function("item", (_A,), "any", "a NumPy scalar or one-item array as a Python value "
                  "(`.item()`, as Keras's RemoteMonitor sends logs); anything else as it is",
                  _item, python="{0:atom}.item() if isinstance({0}, np.ndarray | np.generic) "
                  "else {0:ternary+}", python_imports=("numpy",), python_precedence="ternary"),
         Function("has", (_METRIC_NAME,), "bool", "whether the logs hold the named metric"),
         Function("sorted", (Arg("iterable"),), "list",
-                 "the items of a list (or a table's keys), sorted", sorted),
+                 "the items of a list (or a table's keys), sorted", sorted, result_of=_items),
         Function("startswith", (_S, _S), "bool", "whether a string starts with another",
                  _startswith, python="{0:atom}.startswith({1})"),
         Function("file_empty", (_S,), "bool",
@@ -326,7 +357,7 @@ FUNCTIONS: dict[str, Function] = {
                  _now, python="time.time()", python_imports=("time",)),
         Function("path", (_S,), "str", "strings joined as a file path (os.path.join)", _path,
                  variadic=True, python="os.path.join({args})", python_imports=("os",)),
-        Function("split", (_S, _S), "list", "a string cut at each separator, as a list",
+        Function("split", (_S, _S), "list[str]", "a string cut at each separator, as a list",
                  _split, python="{0:atom}.split({1})"),
         Function("removeprefix", (_S, _S), "str",
                  "a string without the prefix it starts with (as it is when it does not)",

@@ -36,6 +36,8 @@ TRACKER_FIELDS = {
     "value": "the value seen at the latest check",
     "direction": "\"min\" or \"max\", once the first check has fixed it (none before)",
 }
-# The type of each tracker field: `best` is none before the first check.
-TRACKER_FIELD_TYPES = {"best": "any", "wait": "number", "best_epoch": "number", "value": "number",
-                       "direction": "any"}
+# The type of each tracker field: `best`, `value` and `direction` are none before the first
+# check (a guard such as `when t.best != none`, or the tracker's own predicate being true,
+# makes them present).
+TRACKER_FIELD_TYPES = {"best": "number?", "wait": "int", "best_epoch": "int",
+                       "value": "number?", "direction": "str?"}

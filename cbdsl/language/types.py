@@ -76,3 +76,109 @@ def is_number(type_name: str) -> bool:
 def narrowed(given: str, declared: str) -> str:
     """A value typed `number` stored where an int or a float is declared takes that type."""
     return declared if given == "number" and declared in ("int", "float") else given
+
+
+# -- the checker's types of values
+#
+# A value's static type is a string: `int`, `float`, `number` (either), `str`, `bool`, `none`,
+# `any` (only the run knows); `table[K, V]` and `list[E]` with the types of their keys, values
+# and items (`table` and `list` alone hold anything); `T?` for a value that may be none (a
+# tracker's `best` before its first check); `A|B` for a value of one of several kinds (a table
+# whose keys are ints and strings); `nothing` for what an empty table holds; `any?` for a value
+# only the run knows, or none (`lookup` without a default).
+def base_type(kind: str) -> str:
+    """The plain kind of a type: `table[str, float]` is a table, `float?` a float, and a value
+    of several kinds (`int|str`) or of none yet (`nothing`) is `any`."""
+    if kind.endswith("?"):
+        return base_type(kind[:-1])
+    if kind.startswith("table["):
+        return "table"
+    if kind.startswith("list["):
+        return "list"
+    if kind == "nothing" or _top_split(kind, "|") != [kind]:
+        return "any"
+    return kind
+
+
+def is_optional(kind: str) -> bool:
+    """Whether a value of this type may be none where a value is due."""
+    return kind.endswith("?")
+
+
+def present(kind: str) -> str:
+    """The type of a value known not to be none."""
+    return kind[:-1] if kind.endswith("?") else kind
+
+
+def optional(kind: str) -> str:
+    """The type of a value of type `kind` or none."""
+    return kind if kind in ("none", "any", "nothing") or kind.endswith("?") else kind + "?"
+
+
+def table_of(key: str, value: str) -> str:
+    return f"table[{key}, {value}]"
+
+
+def list_of(item: str) -> str:
+    return f"list[{item}]"
+
+
+def contents(kind: str) -> tuple[str, ...]:
+    """What a collection holds: `(key, value)` of a table, `(item,)` of a list, each `any` where
+    the type does not say."""
+    kind = present(kind)
+    if kind.startswith("table[") and kind.endswith("]"):
+        key, value = _top_split(kind[6:-1], ",")
+        return key.strip(), value.strip()
+    if kind.startswith("list[") and kind.endswith("]"):
+        return (kind[5:-1],)
+    if kind == "table":
+        return "any", "any"
+    return ("any",)
+
+
+def kinds(kind: str) -> list[str]:
+    """The kinds a type of several kinds (`int|str`) may be; a type of one kind is itself."""
+    return _top_split(kind, "|")
+
+
+def join(a: str, b: str) -> str:
+    """The type of a value that is of type `a` or of type `b` (both branches of a conditional,
+    every value a variable is set to)."""
+    if a == b or b == "nothing":
+        return a
+    if a == "nothing":
+        return b
+    if "any" in (a, b):
+        return "any"
+    if "none" in (a, b):
+        return optional(b if a == "none" else a)
+    if is_optional(a) or is_optional(b):
+        return optional(join(present(a), present(b)))
+    if a in NUMBER_TYPES and b in NUMBER_TYPES:
+        return "number"
+    plain_a, plain_b = base_type(a), base_type(b)
+    if plain_a == plain_b and plain_a in ("table", "list") and a != "any" != b:
+        joined = [join(x, y) for x, y in zip(contents(a), contents(b), strict=True)]
+        return table_of(*joined) if plain_a == "table" else list_of(*joined)
+    members: list[str] = []
+    for kind in (*kinds(a), *kinds(b)):
+        kind = "number" if kind in NUMBER_TYPES else base_type(kind)
+        if kind not in members:
+            members.append(kind)
+    return "|".join(sorted(members))
+
+
+def _top_split(text: str, sep: str) -> list[str]:
+    """`text` cut at each `sep` outside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts

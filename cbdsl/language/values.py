@@ -169,6 +169,8 @@ def matches(kind: str, value: Any) -> bool:
         return is_number(value)
     if kind == "str":
         return isinstance(value, str)
+    if kind == "numeric":
+        return is_number(value) or isinstance(value, str)
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "table":
