@@ -1122,6 +1122,10 @@ def test_lists_go_where_lists_go():
     ('on epoch_end do log y = -lookup({"a": 1}, "b")',
      "'-' needs a number, and this is none where the table has no such entry"),
     ('on epoch_end do log y = log(-1)', "log(-1) fails: math domain error"),
+    # the names a loop binds have the types of what it goes through
+    ('var t = {"a": "x"}\non epoch_end do for k, v in t do (log [k] = v + 1)',
+     "'+' needs numbers, not a str"),
+    ('on epoch_end do for k in keys({"a": 1}) do (log y = k * 2)', "'*' needs numbers, not a str"),
 ])
 def test_typed_collections_and_optionals_are_checked(source, message):
     assert message in [d.message for d in check_error(source).diagnostics]
@@ -1146,6 +1150,10 @@ def test_typed_collections_and_optionals_are_checked(source, message):
     # one kind of key, sorted; a string that writes a number, as an integer
     'var t = {}\non epoch_end do set t[epoch] = loss, log k = sorted(keys(t))[0]',
     'on epoch_end do log n = int(split("2,4", ",")[1]) + 1',
+    'on epoch_end do for i, x in split("a,b", ",") do (log [x] = i + 1)',
+    # a table filled in a loop takes the loop's keys
+    'var v = {}\non epoch_end do for name in keys(logs) do (set v[name] = lookup(logs, name, 0)), '
+    'log n = len(sorted(keys(v)))',
 ])
 def test_guarded_and_well_typed_values_pass(source):
     assert [d for d in cbdsl.check(source).diagnostics if d.severity == "error"] == []

@@ -230,8 +230,8 @@ class ActionChecks:
             if isinstance(node, n.Stalls | n.Improves):
                 self.report("E205", "'stalls' and 'improves' belong in the rule's condition, "
                             "not in a loop's", node.span)
-        outer = set(self.scope.locals)
-        self.scope.locals |= set(names)
+        outer = dict(self.scope.locals)
+        self.scope.locals.update(zip(names, self.scope.loop_types(loop), strict=True))
         try:
             self.check_expr(loop.condition)
             for action in loop.actions:
@@ -304,8 +304,6 @@ class ActionChecks:
         if "." in name:
             kind = language.TRACKER_FIELD_TYPES.get(name.split(".", 1)[1], "any")
             return self.scope.narrowed(template, name, kind)
-        if name in self.scope.locals:
-            return "any"
         return self.scope.narrowed(template, name, self.scope.type_of(n.Name(name)))
 
     def tracker_field_problem(self, text: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from cbdsl import language
@@ -23,7 +24,7 @@ class Scope:
         self.params = definition.params
         self.variables: dict[str, str] = {}
         self.trackers: dict[str, n.Stalls | n.Improves] = {}
-        self.locals: set[str] = set()  # the names a `for` binds, while its body is checked
+        self.locals: dict[str, str] = {}  # the names a `for` binds, while its body is checked
         self.guards: dict[int, frozenset[str]] = {}  # node id -> names known not to be none
 
     def collect_trackers(self, rule: n.Rule, checker: Checker) -> None:
@@ -79,7 +80,7 @@ class Scope:
 
     def type_Name(self, expr: n.Name) -> str:
         if expr.id in self.locals:
-            return "any"
+            return self.narrowed(expr, expr.id, self.locals[expr.id])
         if expr.id in self.params:
             kind = self.param_type(expr.id)
         elif expr.id in self.variables:
@@ -143,6 +144,20 @@ class Scope:
         return bool(keys) and all(values.is_number(k) for k in keys) and \
             values.is_number(least) and min(keys) <= least
 
+    def loop_types(self, loop: n.For) -> list[str]:
+        """The types of the names a `for` binds: a table's keys (and entries), a list's or a
+        string's items (with their 0-based positions)."""
+        over = types.present(self.type_of(loop.iterable))
+        plain = types.base_type(over)
+        if plain == "table":
+            held = [_held(kind) for kind in types.contents(over)]
+        elif plain in ("list", "str"):
+            item = _held(types.contents(over)[0]) if plain == "list" else "str"
+            held = [item] if len(loop.names) == 1 else ["int", item]
+        else:
+            held = ["any", "any"]
+        return held[:len(loop.names)]
+
     # -- state variables and guards
     def guard_definition(self, definition: Definition) -> None:
         """Record the guards of every expression of `definition` (see `guard`)."""
@@ -157,22 +172,34 @@ class Scope:
     def type_variables(self, definition: Definition) -> None:
         """Each state variable's type: of its initial value joined with every value a `set`
         gives it (a table's with every key and entry set), until nothing changes."""
-        sets = [node for rule in definition.rules for action in rule.actions
-                for node in walk(action) if isinstance(node, n.Set)]
+        actions = [action for rule in definition.rules for action in rule.actions]
         for _ in range(_ROUNDS):
-            changed = False
-            for action in sets:
-                name = action.var.name
-                if name not in self.variables:
-                    continue
-                old = self.variables[name]
-                new = types.join(old, self._set_type(action, old))
-                if new != old:
-                    self.variables[name], changed = new, True
-            if not changed:
+            if not self._join_sets(actions):
                 return
         for name, kind in self.variables.items():  # a type that keeps growing: its kind only
             self.variables[name] = types.base_type(kind)
+
+    def _join_sets(self, nodes: Iterable[n.Node]) -> bool:
+        """Join each variable's type with the values the `set`s under `nodes` give it, with
+        the names of the loops around each bound; True if a type changed."""
+        changed = False
+        for node in nodes:
+            if isinstance(node, n.For):
+                outer = dict(self.locals)
+                self.locals.update(zip([i.name for i in node.names], self.loop_types(node),
+                                       strict=True))
+                try:
+                    changed |= self._join_sets(node.actions)
+                finally:
+                    self.locals = outer
+            elif isinstance(node, n.Set) and node.var.name in self.variables:
+                old = self.variables[node.var.name]
+                new = types.join(old, self._set_type(node, old))
+                if new != old:
+                    self.variables[node.var.name], changed = new, True
+            else:
+                changed |= self._join_sets(children(node))
+        return changed
 
     def _set_type(self, action: n.Set, old: str) -> str:
         value = self.type_of(action.value)

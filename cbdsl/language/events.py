@@ -84,7 +84,7 @@ BUILTIN_NAMES: dict[str, str] = {
 # The type of each built-in name where it is not a number (`any`: only the run knows).
 BUILTIN_TYPES: dict[str, str] = {
     "epoch": "int", "batch": "int", "step": "int", "epochs": "int", "verbose": "int",
-    "iterations": "int", "stopped_epoch": "int", "logs": "table", "steps": "any",
+    "iterations": "int", "stopped_epoch": "int", "logs": "table[str, any]", "steps": "any",
     "metrics": "any", "available": "any", "missing": "any",
 }
 
