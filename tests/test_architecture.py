@@ -92,7 +92,7 @@ def test_every_node_kind_is_in_the_union_of_its_kind_that_the_stages_read():
 @pytest.mark.parametrize("node", EXPRESSIONS, ids=lambda c: c.__name__)
 def test_every_expression_kind_is_typed_compiled_and_written_as_python(node):
     name = node.__name__
-    assert hasattr(Scope, f"infer_{name}"), f"the checker's Scope has no infer_{name}"
+    assert hasattr(Scope, f"type_{name}"), f"the checker's Scope has no type_{name}"
     assert hasattr(ExprCompiler, f"visit_{name}"), f"the compiler has no visit_{name}"
     assert hasattr(ClassWriter, f"write_{name}"), f"explain --python has no write_{name}"
 
