@@ -213,6 +213,13 @@ def _hover_text(analysis: Analysis, path: list[Any], offset: int) -> tuple[list[
             return [_code(effect.signature()), effect.doc], parent
         if isinstance(parent, n.Use) and any(i is node for i in parent.name):
             return _callback_text(analysis, parent, path), node
+        if isinstance(parent, n.Keyword) and parent.name is node and len(path) > 2 \
+                and isinstance(path[-3], n.Use):  # an argument of a used callback
+            found = used_definition(analysis, path[-3], path)
+            info = found.params.get(node.name) if found is not None else None
+            if info is None:
+                return None
+            return [f"parameter `{node.name}` ({info.type}) of", *_definition_text(found)], node
         if isinstance(parent, n.CallbackDef) and parent.name is node:
             definition = analysis.checked.definitions.get(node.name) if analysis.checked \
                 else None
@@ -490,7 +497,7 @@ def completion(analysis: Analysis, offset: int,
     before = text[:offset]
     word = _WORD.search(before)
     head = before[:len(before) - len(word[0])] if word else before
-    known = analysis if analysis.program is not None else scope_from
+    known = analysis if analysis.program is not None else scope_from or analysis
     used = re.search(r"\b(use|extends)\s+([\w.]*)$", before)
     if used:
         return _library_items(analysis, used[2])
@@ -504,11 +511,14 @@ def completion(analysis: Analysis, offset: int,
     last = previous[-1] if previous else ""
     if last in ("param", "var", "callback", "as", "expose", "for", "import"):
         return []  # a new name, or a path
-    keywords = _keywords(clean)
-    items = [_item(k, t.CompletionItemKind.Keyword) for k in sorted(keywords or ())]
+    keywords = _keywords(head)
+    items = [_item(k, t.CompletionItemKind.Keyword) for k in sorted(keywords or ())
+             if k != "NAME"]
     clause = _last_clause(previous)
     if clause == "on" and (last == "on" or last == ","):
-        return [*_event_items(), *items]
+        return _unique(_event_items(), items)
+    if clause in ("", "{", "}") and last in ("", "{", "}"):
+        return items  # a statement starts: the grammar's words
     if last == "of":
         return _tracker_items(known, offset)
     if last == "call":
@@ -525,8 +535,17 @@ def completion(analysis: Analysis, offset: int,
     if clause == "on" and keywords is not None and "NAME" not in keywords:
         return items
     if clause == "do" and last in ("do", ",", "("):
-        return [*items, *_action_items(), *_target_items(), *_effect_group_items()]
-    return [*items, *_expression_items(known, text, offset)]
+        return _unique(_action_items(), _target_items(), _effect_group_items(), items)
+    return _unique(_expression_items(known, text, offset), items)
+
+
+def _unique(*groups: list[t.CompletionItem]) -> list[t.CompletionItem]:
+    """The items of every group, the first of each label only (richer groups come first)."""
+    seen: dict[str, t.CompletionItem] = {}
+    for group in groups:
+        for item in group:
+            seen.setdefault(item.label, item)
+    return list(seen.values())
 
 
 def _in_string_or_comment(head: str) -> bool:
@@ -647,8 +666,12 @@ def _tracker_items(known: Analysis | None, offset: int) -> list[t.CompletionItem
 
 def _scope_items(known: Analysis | None, offset: int) -> list[t.CompletionItem]:
     scope = _scope(known, offset)
-    if scope is None:
-        return []
+    if scope is None:  # nothing parsed yet: the declarations as written
+        text = known.text[:offset] if known is not None else ""
+        return [_item(name, t.CompletionItemKind.Variable, kind)
+                for kind, pattern in (("parameter", r"\bparam\s+([A-Za-z_]\w*)"),
+                                      ("state variable", r"\bvar\s+([A-Za-z_]\w*)"))
+                for name in dict.fromkeys(re.findall(pattern, text))]
     items = []
     for name, info in scope.params.items():
         default = "" if info.default is REQUIRED else f" = {language.rule_literal(info.default)}" \
@@ -693,7 +716,7 @@ def _expression_items(known: Analysis | None, text: str,
                  for f in language.FUNCTIONS.values()]
     builtins = [_item(name, t.CompletionItemKind.Constant, "built-in", doc)
                 for name, doc in language.BUILTIN_NAMES.items()]
-    return [*_scope_items(known, offset), *_metric_items(known, text), *functions, *builtins]
+    return _unique(_scope_items(known, offset), _metric_items(known, text), functions, builtins)
 
 
 def _library_items(analysis: Analysis, dotted: str) -> list[t.CompletionItem]:
