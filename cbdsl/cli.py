@@ -1,4 +1,4 @@
-"""The `cbdsl` command: `check`, `demo`, `explain`, `replay` a policy over a log, `list`."""
+"""The `cbdsl` command: `check`, `demo`, `explain`, `replay` a policy over a log, `list`, `lsp`."""
 
 from __future__ import annotations
 
@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="change nothing; list the files that would change (for CI)")
     fmt.add_argument("--diff", action="store_true",
                      help="change nothing; print what would change as a unified diff")
+    commands.add_parser(
+        "lsp", help="run the language server over stdio (for editors)",
+        description="Run the Language Server Protocol server over standard input and output: "
+                    "diagnostics as you type, hover, completion, go-to-definition, symbols, "
+                    "quick fixes and formatting for rule files (docs/lsp.md). Needs the lsp "
+                    "extra: pip install \"cbdsl[lsp]\".")
     conform = commands.add_parser(
         "conform", help="run the conformance suite, or one spec against your own callback",
         description="Run the conformance suite: the language's parse, check and compile "
@@ -140,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_fmt(args.paths, args.check, args.diff)
     if args.command == "conform":
         return run_conform(args)
+    if args.command == "lsp":
+        return run_lsp()
     parser.print_help()
     return EXIT_USAGE
 
@@ -521,6 +529,19 @@ def run_fmt(paths: Sequence[str], check: bool = False, diff: bool = False) -> in
 
 
 # ----------------------------------------------------------------- conform
+
+
+def run_lsp() -> int:
+    """`cbdsl lsp`: the language server over stdio; 2 when pygls is not installed."""
+    try:
+        from cbdsl.lsp.server import serve
+    except ImportError as exc:
+        missing = (exc.name or "pygls").split(".")[0]
+        print(f"cbdsl lsp: the language server needs {missing}, which is not installed: "
+              'pip install "cbdsl[lsp]"', file=sys.stderr)
+        return EXIT_USAGE
+    serve()
+    return EXIT_CLEAN
 
 
 def run_conform(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,7 +141,8 @@ class Diagnostic:
             out.update(line=self.span.line, column=self.span.column,
                        end_line=self.span.end_line, end_column=self.span.end_column)
         out["related"] = [
-            {"message": m, "path": p, "line": s.line, "column": s.column}
+            {"message": m, "path": p, "line": s.line, "column": s.column,
+             "end_line": s.end_line, "end_column": s.end_column}
             for m, p, s in self.related
         ]
         return out
@@ -178,6 +180,16 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """`did you mean 'x'?` for the closest candidate, or None."""
     match = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.7)
     return f"did you mean '{match[0]}'?" if match else None
+
+
+def suggestion(hint: str | None) -> str | None:
+    """The name a did-you-mean hint suggests (`'epoch_end'` from `did you mean 'epoch_end'?`),
+    or None for any other hint: what an editor's quick fix puts in place of the name."""
+    match = _DID_YOU_MEAN.match(hint or "")
+    return match[1] if match else None
+
+
+_DID_YOU_MEAN = re.compile(r"did you mean '([^']+)'\?$")
 
 
 class CbdslError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from cbdsl.conformance.pytest_plugin import MARKER, ConformanceCase
 from cbdsl.pythonize import pythonize
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-KINDS = {"cbdsl", "python", "sh", "toml", "text"}
+KINDS = {"cbdsl", "python", "sh", "toml", "text", "json", "lua"}
 
 
 def blocks(kind: str | None = None) -> list[tuple[str, str, str]]:
@@ -60,10 +61,13 @@ def small_fit_data() -> dict:
 def test_every_block_says_what_it_holds():
     kinds = [info for info, _, _ in blocks()]
     assert len(kinds) >= 15
-    assert set(kinds) <= KINDS, "a README block without its kind (cbdsl, python, sh, toml, text)"
+    assert set(kinds) <= KINDS, "a README block without its kind (cbdsl, python, sh, toml, text, " \
+        "json, lua)"
     for _, text, _ in blocks("text"):  # no rule file hides among the text blocks
         with pytest.raises(cbdsl.CbdslError):
             cbdsl.check(text)
+    for _, text, _ in blocks("json"):  # editor settings
+        json.loads(text)
     tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
     for _, text, _ in blocks("toml"):
         tomllib.loads(text)

@@ -24,6 +24,7 @@ from cbdsl.language.events import (
 from cbdsl.language.functions import ARG_ACCEPTS, FUNCTIONS, Arg, Function
 from cbdsl.language.predicates import (
     MODES,
+    PREDICATE_MEANINGS,
     TRACKER_FIELD_TYPES,
     TRACKER_FIELDS,
     TRACKER_OPTIONS,
@@ -41,7 +42,8 @@ from cbdsl.language.types import (
 __all__ = [
     "ACTIONS", "ARG_ACCEPTS", "BUILTIN_NAMES", "BUILTIN_TYPES", "EFFECTS", "EVENTS",
     "EVENT_ALIASES", "FUNCTIONS", "MODES", "NUMBER_TYPES", "PARAM_TYPES", "POST_KINDS",
-    "POST_TIMEOUT", "TARGETS", "TRACKER_FIELDS", "TRACKER_FIELD_TYPES", "TRACKER_OPTIONS",
+    "POST_TIMEOUT", "PREDICATE_MEANINGS", "TARGETS", "TRACKER_FIELDS", "TRACKER_FIELD_TYPES",
+    "TRACKER_OPTIONS",
     "TRAIN_EVENTS", "Action", "Arg", "Effect", "EffectParam", "Event", "Function", "Option",
     "accepts", "is_number", "name_available", "narrowed", "resolve_event", "rule_literal",
     "type_of_value",

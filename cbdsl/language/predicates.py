@@ -6,6 +6,22 @@ from cbdsl.language.actions import Option
 
 MODES = ("auto", "min", "max")
 
+# What each predicate means, exactly (docs/language.md says it at length): hover text in editors.
+PREDICATE_MEANINGS = {
+    "stalls": "`X stalls N` is Keras's patience: at each check `wait += 1` (counted before the "
+              "comparison; a running cooldown uses up one check instead and holds `wait` at 0); "
+              "if X improves on the best so far (strictly, by `min_delta`), `best = X` and "
+              "`wait = 0` (once X also beats `baseline`); otherwise it is true when "
+              "`wait >= N` and no cooldown runs. When its rule fires, `wait` restarts at 0 "
+              "unless the rule stops training.",
+    "improves": "`X improves` is true on a check where X improves on its best so far, by "
+                "Keras's test (strict, by `min_delta`; `baseline` is the first best to beat); "
+                "the first value always becomes the best.",
+    "is nan": "`X is nan` is true when X is NaN (`is not nan`: when it is not).",
+    "is finite": "`X is finite` is true when X is neither NaN nor infinite (`is not finite`: "
+                 "when it is NaN or infinite).",
+}
+
 _COMMON = (
     Option("min_delta", "number",
            "the least change that counts as an improvement (sign ignored)", 0.0),
