@@ -1,10 +1,8 @@
-"""Dry runs: a policy's compiled callbacks driven over a recorded training log, and its plot."""
+"""One dry run: a policy's compiled callbacks driven over one recorded log, and its plot."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,10 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cbdsl.diagnostics import CbdslError, Diagnostic
-
-
-class LogFormatError(CbdslError):
-    """A training log that replay cannot read."""
+from cbdsl.replay.logs import LogFormatError
 
 
 @dataclass
@@ -48,60 +43,6 @@ class Replay:
         sent, effects run, as `(0-based epoch or None, rule, "would ...")`, in order."""
         return [(f.epoch, f.rule, said) for f in self.firings for done in f.actions
                 for said in done.split("\n") if said.startswith("would ")]
-
-
-def read_log(path: str | Path) -> list[dict[str, float]]:
-    """Per-epoch logs from a CSVLogger file (`.csv`) or a History dump (`.json`).
-
-    A History dump is `{"loss": [...], ...}` (`history.history`) or `{"history": {...}}`.
-    CSVLogger's `epoch` column is dropped and its `NA` cells left out.
-
-    Raises:
-        LogFormatError: the file cannot be read or is neither format.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LogFormatError(Diagnostic("E501", f"cannot read {path}: {exc.strerror}")) from None
-    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
-        return _from_history(text, path)
-    return _from_csv(text, path)
-
-
-def _from_history(text: str, path: Path) -> list[dict[str, float]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LogFormatError(Diagnostic(
-            "E501", f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}")) from None
-    if isinstance(data, dict) and isinstance(data.get("history"), dict):
-        data = data["history"]
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise LogFormatError(Diagnostic(
-            "E501", f"{path}: expected a History dump, {{\"loss\": [...], ...}}"))
-    count = max((len(v) for v in data.values()), default=0)
-    return [{k: float(v[i]) for k, v in data.items() if i < len(v) and v[i] is not None}
-            for i in range(count)]
-
-
-def _from_csv(text: str, path: Path) -> list[dict[str, float]]:
-    rows = list(csv.DictReader(text.splitlines()))
-    if not rows or rows[0] is None:
-        raise LogFormatError(Diagnostic("E501", f"{path}: no rows; expected a CSVLogger file"))
-    epochs = []
-    for line, row in enumerate(rows, start=2):
-        logs = {}
-        for key, value in row.items():
-            if key in (None, "epoch") or value in (None, "", "NA"):
-                continue
-            try:
-                logs[key] = float(value)
-            except ValueError:
-                raise LogFormatError(Diagnostic(
-                    "E501", f"{path}:{line}: '{key}' is {value!r}, not a number")) from None
-        epochs.append(logs)
-    return epochs
 
 
 def replay(callbacks: list[Any], epochs: list[dict[str, float]],
