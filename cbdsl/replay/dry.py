@@ -27,6 +27,8 @@ class Replay:
         warnings: the warnings raised along the way, with their 0-based epoch.
         skipped_events: batch and other events a per-epoch log cannot replay.
         monitored: the metrics the policy's `stalls` and `improves` predicates watch.
+        assumed: the directions `mode = "auto"` took from the log's metric names, as
+            `{metric: "min" | "max"}` (Keras's built-in metrics' own, `directions`).
     """
 
     epochs: list[dict[str, float]]
@@ -36,6 +38,7 @@ class Replay:
     warnings: list[tuple[int | None, str]] = field(default_factory=list)
     skipped_events: list[str] = field(default_factory=list)
     monitored: list[str] = field(default_factory=list)
+    assumed: dict[str, str] = field(default_factory=dict)
 
     @property
     def withheld(self) -> list[tuple[int | None, str, str]]:
@@ -74,6 +77,7 @@ def replay(callbacks: list[Any], epochs: list[dict[str, float]],
     """
     from cbdsl.dryrun import StubModel, drive
     from cbdsl.language import EVENTS
+    from cbdsl.replay.directions import stand_in_metrics
 
     for cb in callbacks:
         if not hasattr(type(cb), "dry_run"):
@@ -82,7 +86,8 @@ def replay(callbacks: list[Any], epochs: list[dict[str, float]],
     first = epochs[0] if epochs else {}
     lr = learning_rate if learning_rate is not None else first.get(
         "learning_rate", first.get("lr", 0.001))
-    model = StubModel(lr)
+    model = StubModel(lr, metrics=stand_in_metrics(
+        list(dict.fromkeys(k for logs in epochs for k in logs))))
     trace = [{"logs": dict(logs)} for logs in epochs]
     result = Replay(epochs)
     for cb in callbacks:
@@ -111,7 +116,21 @@ def replay(callbacks: list[Any], epochs: list[dict[str, float]],
     result.skipped_events = sorted(set(result.skipped_events) - {"epoch_begin", "epoch_end",
                                                                    "train_begin", "train_end"})
     result.monitored = list(dict.fromkeys(result.monitored))
+    result.assumed = assumed_directions(callbacks)
     return result
+
+
+def assumed_directions(callbacks: list[Any]) -> dict[str, str]:
+    """The directions the callbacks' `mode = "auto"` trackers resolved to, by metric."""
+    found = {}
+    for cb in callbacks:
+        for specs in getattr(cb, "trackers_by_event", {}).values():
+            for spec in specs:
+                tracker = cb.state.trackers.get(spec.name)
+                if spec.mode == "auto" and spec.metric and tracker is not None \
+                        and tracker.direction:
+                    found[spec.metric] = tracker.direction
+    return found
 
 
 _UNSET = object()

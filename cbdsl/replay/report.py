@@ -28,13 +28,13 @@ def sweep_table(result: Sweep, title: str = "Replay") -> Any:
     first = result.settings[0] if result.settings else None
     judged = f"{first.monitor}, {first.direction}" if first else ""
     table = Table(title=title, caption=(
-        f"regret: how much worse the kept {judged} is than the run's best; "
-        "exact: runs whose learning rate never left the recorded one; * Pareto front"))
-    for name, justify in (("setting", "left"), ("stopped early", "right"),
-                          ("epochs run / recorded", "right"), ("saved", "right"),
-                          ("mean regret", "right"), ("worst regret", "right"),
-                          ("exact", "right"), ("", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        f"stopped: runs stopped early; regret: how much worse the kept {judged} is than "
+        "the run's best (worst: the largest); exact: runs whose learning rate never left the "
+        "recorded one; * on the Pareto front"))
+    table.add_column("setting", overflow="fold", min_width=12)
+    for name in ("stopped", "epochs run", "saved", "mean regret", "worst", "exact"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("", overflow="fold")
     for i, s in enumerate(result.settings):
         replayed = len(s.replayed)
         notes = []
@@ -49,7 +49,7 @@ def sweep_table(result: Sweep, title: str = "Replay") -> Any:
             notes.append(f"{unverified} lr unverified")
         table.add_row(
             _setting_text(s.setting), f"{s.stopped_early}/{replayed}",
-            f"{s.epochs_run:,} / {s.epochs_recorded:,}", f"{s.saved_percent:.1f}%",
+            f"{s.epochs_run:,}/{s.epochs_recorded:,}", f"{s.saved_percent:.1f}%",
             _number(s.mean_regret), _number(s.worst_regret), f"{s.exact}/{replayed}",
             ("* " if i in front else "") + "; ".join(notes))
     return table

@@ -18,6 +18,7 @@ import numpy as np
 
 from cbdsl.diagnostics import CbdslError, Diagnostic
 from cbdsl.replay.directions import metric_direction, stand_in_metrics
+from cbdsl.replay.dry import assumed_directions
 from cbdsl.replay.logs import Run
 
 LR_COLUMNS = ("learning_rate", "lr")
@@ -324,13 +325,7 @@ def replay_run(callbacks: list[Any], run: Run, monitor: str, direction: str, *,
         for cb in callbacks:
             cb.__dict__.pop("dry_run", None)
     if assumed is not None:
-        for cb in callbacks:
-            for specs in cb.trackers_by_event.values():
-                for spec in specs:
-                    tracker = cb.state.trackers.get(spec.name)
-                    if spec.mode == "auto" and spec.metric and tracker is not None \
-                            and tracker.direction:
-                        assumed[spec.metric] = tracker.direction
+        assumed.update(assumed_directions(callbacks))
     result.ran = len(lrs)
     result.stopped_at = None if stopped is None else stopped + 1
     kept = model.weights_version if 0 <= model.weights_version < len(epochs) else len(lrs) - 1

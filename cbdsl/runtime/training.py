@@ -11,8 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from cbdsl.runtime import standin
-
 from cbdsl.diagnostics import (
     CbdslRuntimeError,
     Diagnostic,
@@ -20,6 +18,7 @@ from cbdsl.diagnostics import (
 )
 from cbdsl.language.formats import spec_problem
 from cbdsl.language.values import MAX_TEXT, describe
+from cbdsl.runtime import standin
 
 _FORMATTER = string.Formatter()
 
