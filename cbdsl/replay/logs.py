@@ -28,10 +28,12 @@ class Run:
     Attributes:
         path: where it was read from (a file, or a TensorBoard log directory).
         epochs: its per-epoch logs, in order, as `on_epoch_end` received them.
+        tensorboard: whether it was read from TensorBoard's event files.
     """
 
     path: str
     epochs: list[dict[str, float]]
+    tensorboard: bool = False
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
@@ -230,5 +232,5 @@ def read_runs(inputs: Iterable[str | Path]) -> tuple[list[Run], list[tuple[str, 
         if not epochs:
             unreadable.append((path, "E501 no epochs recorded"))
             continue
-        runs.append(Run(path, epochs))
+        runs.append(Run(path, epochs, Path(path).is_dir()))
     return runs, unreadable

@@ -289,7 +289,8 @@ def replay_run(callbacks: list[Any], run: Run, monitor: str, direction: str, *,
     lr = learning_rate if learning_rate is not None else learning_rate_of(epochs)
     model = StubModel(lr, metrics=stand_in_metrics(list(epochs[0]) if epochs else []))
     column = next((k for k in LR_COLUMNS if any(k in e for e in epochs)), None)
-    lrs: list[float] = []
+    lrs: list[float] = []  # the rate in use during each epoch
+    after: list[float] = []  # and at its end, once the policy's epoch_end rules have run
     stopped = None
     for cb in callbacks:
         cb.__dict__.pop("state", None)  # a fresh start: nothing kept from the last run
@@ -311,6 +312,7 @@ def replay_run(callbacks: list[Any], run: Run, monitor: str, direction: str, *,
                 given = dict(logs)
                 for cb in callbacks:
                     cb.on_epoch_end(epoch, given)
+                after.append(float(model.optimizer.learning_rate))
                 if model.stop_training:
                     stopped = epoch
                     break
@@ -338,17 +340,29 @@ def replay_run(callbacks: list[Any], run: Run, monitor: str, direction: str, *,
             result.regret = result.kept - result.best if direction == "min" \
                 else result.best - result.kept
     if column is not None:
-        for epoch, replayed in enumerate(lrs):
-            recorded = epochs[epoch].get(column)
-            if recorded is not None and not _same_rate(recorded, replayed):
-                result.exact = False
-                result.counterfactual_from = epoch + 1
-                break
+        # Keras logs the rate in use during the epoch (ReduceLROnPlateau and
+        # LearningRateScheduler put it in the logs that CSVLogger and History keep).
+        # TensorBoard logs the optimizer's rate when its own hook runs: during the epoch, or
+        # its end when a callback before it in the list changed it; either reading holds.
+        during = _first_mismatch(epochs, column, lrs)
+        ending = _first_mismatch(epochs, column, after) if run.tensorboard else during
+        if during is not None and ending is not None:
+            result.exact = False
+            result.counterfactual_from = min(during, ending) + 1
     elif any(not _same_rate(lr, x) for x in lrs) or (
             lrs and not _same_rate(lr, float(model.optimizer.learning_rate))):
         result.exact = False
         result.lr_unverified = True
     return result
+
+
+def _first_mismatch(epochs: list[dict[str, float]], column: str,
+                    replayed: list[float]) -> int | None:
+    for epoch, rate in enumerate(replayed):
+        recorded = epochs[epoch].get(column)
+        if recorded is not None and not _same_rate(recorded, rate):
+            return epoch
+    return None
 
 
 def _same_rate(recorded: float, replayed: float) -> bool:
