@@ -34,7 +34,8 @@ def record(out: str | Path) -> dict:
     """Fit the same seeded model several ways and keep its logs under `out`.
 
     `free`: no callback but the loggers (CSVLogger `free.csv`, TensorBoard `tb_free/`, History
-    `free.json`); `stopped[p]`: the epochs EarlyStopping(patience=p) ran; `plateau`: a run
+    `free.json`); `stopped[p]`: the epochs EarlyStopping(patience=p) ran, and the 1-based epoch
+    it stopped at (None when it did not); `plateau`: a run
     trained with ReduceLROnPlateau(patience=2) and EarlyStopping(patience=5), logged with its
     learning rate (`plateau.csv`, `tb_plateau/`), and the epochs it ran.
     """
@@ -47,8 +48,11 @@ def record(out: str | Path) -> dict:
     free = _fit([keras.callbacks.CSVLogger(str(out / "free.csv")),
                  keras.callbacks.TensorBoard(str(out / "tb_free"))])
     (out / "free.json").write_text(json.dumps(free))
-    stopped = {p: len(_fit([keras.callbacks.EarlyStopping(patience=p)])["loss"])
-               for p in PATIENCES}
+    stopped = {}
+    for p in PATIENCES:
+        early = keras.callbacks.EarlyStopping(patience=p)
+        ran = len(_fit([early])["loss"])
+        stopped[p] = [ran, early.stopped_epoch + 1 if early.stopped_epoch else None]
     plateau = _fit([keras.callbacks.ReduceLROnPlateau(patience=2, factor=0.5, min_delta=0),
                     keras.callbacks.EarlyStopping(patience=5),
                     keras.callbacks.CSVLogger(str(out / "plateau.csv")),
