@@ -54,22 +54,39 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--python", action="store_true",
                          help="print the equivalent hand-written Keras callback code instead")
     replay = commands.add_parser(
-        "replay", help="dry-run a policy over a recorded training log",
-        description="Drive a policy's compiled callbacks over a recorded log (a CSVLogger "
-                    "file or a History JSON dump) and print what would fire at each epoch "
-                    "and why. A dry run: nothing is written or sent; the files the policy "
-                    "would write, the requests it would send and the effects it would run are "
-                    "shown as what they would have done. Exit status: 0, 1 on diagnostics, 2 "
-                    "on usage errors.")
+        "replay", help="dry-run a policy over recorded training runs",
+        description="Drive a policy's compiled callbacks over recorded runs (CSVLogger "
+                    "files, History JSON dumps, TensorBoard log directories). Over one run, "
+                    "print what would fire at each epoch and why; over many, or with "
+                    "--sweep, report per setting the epochs saved and the quality lost. A dry "
+                    "run: nothing is written or sent; the files the policy would write, the "
+                    "requests it would send and the effects it would run are shown as what "
+                    "they would have done. Exit status: 0, 1 on diagnostics, 2 on usage "
+                    "errors.")
     replay.add_argument("file", metavar="FILE", help="the policy (.cbd)")
-    replay.add_argument("--log", required=True, metavar="PATH",
-                        help="training.csv (CSVLogger) or history.json (History)")
+    replay.add_argument("--log", required=True, action="append", metavar="PATH",
+                        help="a recorded run or runs (repeatable): training.csv "
+                             "(CSVLogger), history.json (History), a TensorBoard log "
+                             "directory, a folder holding them, or a glob pattern "
+                             "('runs/**/*.csv')")
+    replay.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
+                        help="values of one of the policy's parameters to try (repeatable; "
+                             "A..B for the integers from A to B); every combination is "
+                             "replayed on every run")
+    replay.add_argument("--monitor", metavar="METRIC",
+                        help="the metric to judge the quality kept by (default: the one "
+                             "the policy watches)")
+    replay.add_argument("--json", action="store_true",
+                        help="print the report as JSON instead of a table")
+    replay.add_argument("--jobs", type=int, metavar="N",
+                        help="processes to replay in (default: one per CPU for large sweeps)")
     replay.add_argument("--lr", type=float, metavar="RATE",
                         help="the starting learning rate (default: the log's, else 0.001)")
     replay.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a value for one of the policy's parameters (repeatable)")
     replay.add_argument("--plot", metavar="IMAGE",
-                        help="also save a figure: metrics, learning rate, firings")
+                        help="also save a figure: over one run, metrics, learning rate and "
+                             "firings; over many, epochs saved against regret per setting")
     replay.add_argument("--metric", action="append", default=[], metavar="NAME",
                         help="a metric to plot (repeatable; default: the monitored ones)")
     fmt = commands.add_parser(
@@ -141,7 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         return run_list(args.format, args.dir)
     if args.command == "replay":
-        return run_replay(args.file, args.log, args.lr, args.set, args.plot, args.metric)
+        if len(args.log) == 1 and not args.sweep and not args.json and args.jobs is None \
+                and args.monitor is None and not any(c in args.log[0] for c in "*?["):
+            return run_replay(args.file, args.log[0], args.lr, args.set, args.plot,
+                              args.metric)
+        return run_replay_sweep(args.file, args.log, args.sweep, args.set, args.lr,
+                                args.monitor, args.json, args.plot, args.jobs)
     if args.command == "fmt":
         return run_fmt(args.paths, args.check, args.diff)
     if args.command == "conform":
@@ -403,7 +425,8 @@ def run_replay(policy: str, log: str, lr: float | None, settings: Sequence[str],
     console = Console()
     try:
         epochs = read_log(log)
-        result = replay(cbdsl.compile(policy, **params), epochs, lr, policy=policy)
+        with _without_keras():
+            result = replay(cbdsl.compile(policy, **params), epochs, lr, policy=policy)
     except CbdslError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_DIAGNOSTICS
@@ -420,6 +443,8 @@ def run_replay(policy: str, log: str, lr: float | None, settings: Sequence[str],
                   f"{result.learning_rates[-1]:.3g}" if ran else "the log has no epochs")
     for epoch, said in result.warnings:
         console.print(f"[yellow]epoch {'-' if epoch is None else epoch + 1}: {said}[/]")
+    for metric, direction in result.assumed.items():
+        console.print(_assumed(metric, direction))
     withheld = len(result.withheld)
     console.print("dry run: nothing was written or sent" + (
         f"; {withheld} actions are shown as what they would have done" if withheld else ""))
@@ -428,6 +453,79 @@ def run_replay(policy: str, log: str, lr: float | None, settings: Sequence[str],
                       f"{', '.join(result.skipped_events)}[/]")
     if image:
         console.print(f"plot: {plot(result, image, list(metrics) or None)}")
+    return EXIT_CLEAN
+
+
+def _without_keras():
+    """Replay on Keras-free stand-ins (no backend imported) unless Keras is already loaded."""
+    import contextlib
+
+    from cbdsl.runtime import standin
+
+    return standin.using() if "keras" not in sys.modules else contextlib.nullcontext()
+
+
+def _assumed(metric: str, direction: str) -> str:
+    way = "minimised" if direction == "min" else "maximised"
+    return (f'mode "auto": {metric} assumed to be {way} ("{direction}"), as Keras decides '
+            "from its name; write `with mode = ...` in the rule to say otherwise")
+
+
+def run_replay_sweep(policy: str, logs: Sequence[str], sweeps: Sequence[str],
+                     settings: Sequence[str], lr: float | None, monitor: str | None,
+                     as_json: bool, image: str | None, jobs: int | None) -> int:
+    """`cbdsl replay` over many runs and settings: epochs saved against quality lost."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from cbdsl.diagnostics import CbdslError
+    from cbdsl.replay import parse_sweep, plot_sweep, read_runs, settings_of, sweep, sweep_table
+
+    fixed = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            print(f"cbdsl replay: --set takes NAME=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_USAGE
+        fixed[name] = _literal(value)
+    if jobs is not None and jobs < 1:
+        print(f"cbdsl replay: --jobs takes a positive number, got {jobs}", file=sys.stderr)
+        return EXIT_USAGE
+    console, errors = Console(), Console(stderr=True)
+    try:
+        grid = settings_of(parse_sweep(sweeps), fixed)
+        runs, unreadable = read_runs(logs)
+        for path, why in unreadable:
+            errors.print(f"[yellow]cannot read {path}: {why}[/]", highlight=False)
+        if not runs:
+            print("cbdsl replay: error E501: no run could be read", file=sys.stderr)
+            return EXIT_DIAGNOSTICS
+        bar = Progress("replaying", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=errors, transient=True,
+                       disable=as_json or len(runs) * len(grid) < 200)
+        with bar:
+            task = bar.add_task("replay", total=len(runs) * len(grid))
+            result = sweep(policy, runs, grid, monitor=monitor, learning_rate=lr, jobs=jobs,
+                           unreadable=unreadable,
+                           progress=lambda n: bar.advance(task, n))
+    except CbdslError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    except OSError as exc:
+        print(f"cbdsl replay: cannot read {policy}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        console.print(sweep_table(result, f"Replay of {policy} over {len(runs)} runs"))
+        for metric, direction in result.assumed.items():
+            console.print(_assumed(metric, direction))
+        failed = {r.path: r.error for s in result.settings for r in s.runs if r.error}
+        for path, why in failed.items():
+            errors.print(f"[yellow]{path}: {why}[/]", highlight=False)
+    if image:
+        where = plot_sweep(result, image)
+        (errors if as_json else console).print(f"plot: {where}")
     return EXIT_CLEAN
 
 

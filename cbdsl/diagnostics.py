@@ -53,6 +53,7 @@ CODES: dict[str, str] = {
     "E406": "file cannot be read or written",
     "E501": "training log unreadable",
     "E502": "policy failed during a replay",
+    "E503": "sweep cannot be run",
     "E601": "rule cannot be written as plain Keras code (cbdsl explain --python)",
     "W201": "name is read as a metric",
     "W202": "callbacks defined but none used",

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from cbdsl.runtime import standin
+
 Trace = list[dict[str, Any]]  # per epoch: {"logs": {...}, "batches": [{...}, ...]}
 
 
@@ -21,11 +23,21 @@ class StubModel:
     The learning rate lives in a real `keras.optimizers.SGD` variable, so reads and writes
     round through float32 exactly as in `fit`. Weights are a version number: the driver sets
     them to the epoch index at each epoch end, so "the weights of epoch 3" is observable.
-    `metrics` holds compiled-metric stand-ins with directions, for `mode="auto"`.
+    `metrics` holds compiled-metric stand-ins with directions, for `mode="auto"`. While
+    `cbdsl.runtime.standin.using()` is on, no Keras: the learning rate is a float32 held by
+    `standin.Optimizer`, the metrics `standin.Metric`s.
     """
 
     def __init__(self, learning_rate: float = 0.1, metrics: list[dict] | None = None,
                  schedule: bool = False):
+        self.stop_training = False
+        self.weights_version = -1
+        if standin.active() and not schedule:
+            self.optimizer: Any = standin.Optimizer(learning_rate)
+            self.metrics: list[Any] = [standin.MetricsList(
+                [standin.Metric(m["name"], m.get("direction")) for m in metrics])] \
+                if metrics else []
+            return
         import keras
         from keras.src.trainers.compile_utils import MetricsList
 
@@ -33,8 +45,6 @@ class StubModel:
         if schedule:
             lr = keras.optimizers.schedules.ExponentialDecay(learning_rate, 10, 0.9)
         self.optimizer = keras.optimizers.SGD(learning_rate=lr)
-        self.stop_training = False
-        self.weights_version = -1
         members = []
         for spec in metrics or []:
             metric = keras.metrics.Mean(name=spec["name"])
@@ -184,6 +194,8 @@ def drive(callback: Any, trace: Trace, *, model: StubModel, fit_params: dict[str
 
 
 def _lr(model: StubModel) -> float | str:
+    if isinstance(model.optimizer, standin.Optimizer):
+        return float(model.optimizer.learning_rate)
     from keras import ops
 
     try:

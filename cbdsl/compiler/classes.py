@@ -9,7 +9,7 @@ from typing import Any
 from cbdsl import language
 from cbdsl.checker import Definition
 from cbdsl.compiler.definitions import DefinitionCompiler, class_name
-from cbdsl.runtime import effects
+from cbdsl.runtime import effects, standin
 from cbdsl.runtime.callback import compiled_base, make_hook
 from cbdsl.syntax import nodes as n
 from cbdsl.syntax.walk import flat_actions
@@ -106,9 +106,9 @@ def hook_events(definition: Definition,
 
 def class_bases(definition: Definition) -> tuple[type, ...]:
     """The compiled base, and Keras's ProgbarLogger for rules that draw a progress bar (so
-    that Keras adds no bar of its own)."""
+    that Keras adds no bar of its own; a dry run without Keras draws none)."""
     bases: tuple[type, ...] = (compiled_base(),)
-    if any(isinstance(a, n.Effect) and a.group.name == "progress"
+    if not standin.active() and any(isinstance(a, n.Effect) and a.group.name == "progress"
            for r in definition.rules for a in flat_actions(r.actions)):
         bases += (effects.progress_display_base(),)
     return bases

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cbdsl import language
+from cbdsl.runtime import standin
 from cbdsl.runtime.effects import join_fit, run_deferred, take_restored
 from cbdsl.runtime.files import close_rows
 from cbdsl.runtime.monitor import resolve_direction
@@ -25,12 +26,22 @@ def single_tracker(cb: Any) -> TrackerState | None:
     return next(iter(trackers.values())) if len(trackers) == 1 else None
 
 
-@functools.cache
 def compiled_base() -> type:
-    """The base class of every compiled callback (imports Keras on first use)."""
-    import keras
+    """The base class of every compiled callback (imports Keras on first use), or, while
+    `standin.using()` is on (a dry run), the same class on a base that needs no Keras."""
+    return _compiled_base(standin.active())
 
-    class CompiledCallback(keras.callbacks.Callback):
+
+@functools.cache
+def _compiled_base(keras_free: bool) -> type:
+    if keras_free:
+        base: type = standin.Callback
+    else:
+        import keras
+
+        base = keras.callbacks.Callback
+
+    class CompiledCallback(base):  # type: ignore[valid-type,misc]
         """A callback compiled from cbdsl rules.
 
         Only the hooks its rules use are overridden, so an epoch-only policy adds

@@ -11,6 +11,7 @@ from cbdsl.diagnostics import (
     MetricDirectionError,
     keras_worded,
 )
+from cbdsl.runtime import standin
 from cbdsl.runtime.state import TrackerState
 
 
@@ -38,6 +39,8 @@ def is_improvement(value: float, reference: float | None, direction: str,
 
 
 def _backend_compare(shifted: float, reference: float, direction: str) -> bool:
+    if standin.active():
+        return standin.compare(shifted, reference, direction)
     from keras import ops
 
     op = ops.greater if direction == "max" else ops.less
@@ -55,6 +58,8 @@ def _plain(x: np.floating, tiny: float) -> bool:
 
 
 def _floatx() -> tuple[type | None, float]:
+    if standin.active():  # Keras's default floatx
+        return np.float32, _FLOAT32_TINY
     from keras import backend
 
     floatx = backend.floatx()
@@ -96,7 +101,13 @@ def direction_message(owner: str, metric: str | None, mode_parameter: bool) -> s
                    "`with mode = \"min\"` in order to use the lowest value.")
 
 
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+
+
 def _compiled_metrics(model: Any) -> list[Any]:
+    if standin.active():
+        return [m for ms in getattr(model, "metrics", []) or []
+                if isinstance(ms, standin.MetricsList) for m in ms.metrics]
     try:
         from keras.src.trainers import compile_utils
     except ImportError:  # pragma: no cover - keras layout changed

@@ -18,6 +18,7 @@ from cbdsl.diagnostics import (
 )
 from cbdsl.language.formats import spec_problem
 from cbdsl.language.values import MAX_TEXT, describe
+from cbdsl.runtime import standin
 
 _FORMATTER = string.Formatter()
 
@@ -51,9 +52,12 @@ def render(template: str, fields: dict[str, Any], where: str) -> str:
 
 def read_lr(model: Any) -> float:
     """The optimizer's learning rate as Keras's callbacks read it: a float of its value."""
+    value = model.optimizer.learning_rate
+    if isinstance(value, float | np.floating):  # a dry run's stand-in: float32 already
+        return float(value)
     from keras import ops
 
-    return float(ops.convert_to_numpy(model.optimizer.learning_rate))
+    return float(ops.convert_to_numpy(value))
 
 
 def read_iterations(model: Any) -> int:
@@ -103,7 +107,11 @@ def stop(model: Any, phase: str) -> None:
 def print_message(text: str) -> None:
     """A rule's `print`, as Keras's callbacks print: to stdout (flushed), or to `absl.logging`
     at INFO level, the logger Keras uses, when `keras.config.disable_interactive_logging()`
-    was called. Keras's own `io_utils.print_msg` does it; `keras.utils` does not export it."""
+    was called. Keras's own `io_utils.print_msg` does it; `keras.utils` does not export it.
+    A dry run without Keras prints to stdout."""
+    if standin.active():
+        print(text, flush=True)
+        return
     _io_utils().print_msg(text)
 
 

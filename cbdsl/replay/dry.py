@@ -1,10 +1,8 @@
-"""Dry runs: a policy's compiled callbacks driven over a recorded training log, and its plot."""
+"""One dry run: a policy's compiled callbacks driven over one recorded log, and its plot."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,10 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cbdsl.diagnostics import CbdslError, Diagnostic
-
-
-class LogFormatError(CbdslError):
-    """A training log that replay cannot read."""
+from cbdsl.replay.logs import LogFormatError
 
 
 @dataclass
@@ -32,6 +27,8 @@ class Replay:
         warnings: the warnings raised along the way, with their 0-based epoch.
         skipped_events: batch and other events a per-epoch log cannot replay.
         monitored: the metrics the policy's `stalls` and `improves` predicates watch.
+        assumed: the directions `mode = "auto"` took from the log's metric names, as
+            `{metric: "min" | "max"}` (Keras's built-in metrics' own, `directions`).
     """
 
     epochs: list[dict[str, float]]
@@ -41,6 +38,7 @@ class Replay:
     warnings: list[tuple[int | None, str]] = field(default_factory=list)
     skipped_events: list[str] = field(default_factory=list)
     monitored: list[str] = field(default_factory=list)
+    assumed: dict[str, str] = field(default_factory=dict)
 
     @property
     def withheld(self) -> list[tuple[int | None, str, str]]:
@@ -48,60 +46,6 @@ class Replay:
         sent, effects run, as `(0-based epoch or None, rule, "would ...")`, in order."""
         return [(f.epoch, f.rule, said) for f in self.firings for done in f.actions
                 for said in done.split("\n") if said.startswith("would ")]
-
-
-def read_log(path: str | Path) -> list[dict[str, float]]:
-    """Per-epoch logs from a CSVLogger file (`.csv`) or a History dump (`.json`).
-
-    A History dump is `{"loss": [...], ...}` (`history.history`) or `{"history": {...}}`.
-    CSVLogger's `epoch` column is dropped and its `NA` cells left out.
-
-    Raises:
-        LogFormatError: the file cannot be read or is neither format.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LogFormatError(Diagnostic("E501", f"cannot read {path}: {exc.strerror}")) from None
-    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
-        return _from_history(text, path)
-    return _from_csv(text, path)
-
-
-def _from_history(text: str, path: Path) -> list[dict[str, float]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LogFormatError(Diagnostic(
-            "E501", f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}")) from None
-    if isinstance(data, dict) and isinstance(data.get("history"), dict):
-        data = data["history"]
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise LogFormatError(Diagnostic(
-            "E501", f"{path}: expected a History dump, {{\"loss\": [...], ...}}"))
-    count = max((len(v) for v in data.values()), default=0)
-    return [{k: float(v[i]) for k, v in data.items() if i < len(v) and v[i] is not None}
-            for i in range(count)]
-
-
-def _from_csv(text: str, path: Path) -> list[dict[str, float]]:
-    rows = list(csv.DictReader(text.splitlines()))
-    if not rows or rows[0] is None:
-        raise LogFormatError(Diagnostic("E501", f"{path}: no rows; expected a CSVLogger file"))
-    epochs = []
-    for line, row in enumerate(rows, start=2):
-        logs = {}
-        for key, value in row.items():
-            if key in (None, "epoch") or value in (None, "", "NA"):
-                continue
-            try:
-                logs[key] = float(value)
-            except ValueError:
-                raise LogFormatError(Diagnostic(
-                    "E501", f"{path}:{line}: '{key}' is {value!r}, not a number")) from None
-        epochs.append(logs)
-    return epochs
 
 
 def replay(callbacks: list[Any], epochs: list[dict[str, float]],
@@ -133,6 +77,7 @@ def replay(callbacks: list[Any], epochs: list[dict[str, float]],
     """
     from cbdsl.dryrun import StubModel, drive
     from cbdsl.language import EVENTS
+    from cbdsl.replay.directions import stand_in_metrics
 
     for cb in callbacks:
         if not hasattr(type(cb), "dry_run"):
@@ -141,7 +86,8 @@ def replay(callbacks: list[Any], epochs: list[dict[str, float]],
     first = epochs[0] if epochs else {}
     lr = learning_rate if learning_rate is not None else first.get(
         "learning_rate", first.get("lr", 0.001))
-    model = StubModel(lr)
+    model = StubModel(lr, metrics=stand_in_metrics(
+        list(dict.fromkeys(k for logs in epochs for k in logs))))
     trace = [{"logs": dict(logs)} for logs in epochs]
     result = Replay(epochs)
     for cb in callbacks:
@@ -170,7 +116,21 @@ def replay(callbacks: list[Any], epochs: list[dict[str, float]],
     result.skipped_events = sorted(set(result.skipped_events) - {"epoch_begin", "epoch_end",
                                                                    "train_begin", "train_end"})
     result.monitored = list(dict.fromkeys(result.monitored))
+    result.assumed = assumed_directions(callbacks)
     return result
+
+
+def assumed_directions(callbacks: list[Any]) -> dict[str, str]:
+    """The directions the callbacks' `mode = "auto"` trackers resolved to, by metric."""
+    found = {}
+    for cb in callbacks:
+        for specs in getattr(cb, "trackers_by_event", {}).values():
+            for spec in specs:
+                tracker = cb.state.trackers.get(spec.name)
+                if spec.mode == "auto" and spec.metric and tracker is not None \
+                        and tracker.direction:
+                    found[spec.metric] = tracker.direction
+    return found
 
 
 _UNSET = object()
