@@ -31,6 +31,12 @@ def is_improvement(value: float, reference: float | None, direction: str,
     dtype, tiny = _floatx()
     if dtype is None:  # float16/bfloat16 floatx: leave it all to the backend
         return _backend_compare(shifted, reference, direction)
+    if -_LIMIT[dtype] < shifted < _LIMIT[dtype] and -_LIMIT[dtype] < reference < _LIMIT[dtype]:
+        # finite and inside the range: rounded without a warning, so without NumPy's errstate
+        a, b = float(dtype(shifted)), float(dtype(reference))
+        if (a == 0 or abs(a) >= tiny) and (b == 0 or abs(b) >= tiny):
+            return a > b if direction == "max" else a < b
+        return _backend_compare(shifted, reference, direction)
     with np.errstate(over="ignore", invalid="ignore"):
         a, b = dtype(shifted), dtype(reference)
     if _plain(a, tiny) and _plain(b, tiny):
@@ -102,6 +108,8 @@ def direction_message(owner: str, metric: str | None, mode_parameter: bool) -> s
 
 
 _FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+# below these in size a value rounds into the dtype without overflow (NaN fails every test)
+_LIMIT = {np.float32: float(np.finfo(np.float32).max), np.float64: float("inf")}
 
 
 def _compiled_metrics(model: Any) -> list[Any]:
