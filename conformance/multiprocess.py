@@ -1,4 +1,4 @@
-"""Compiled rules in real multi-process jobs on localhost: two TensorFlow workers, two JAX processes.
+"""Compiled rules in real multi-process jobs on 127.0.0.1: two TensorFlow workers, two JAX ones.
 
 A job is two processes on 127.0.0.1 that train one model together: TensorFlow's
 `MultiWorkerMirroredStrategy` (a `TF_CONFIG` per worker, one CPU each), or JAX through
@@ -448,7 +448,7 @@ class Posts:
         lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with lock:
                     received.append((self.path, body.decode("utf-8")))
