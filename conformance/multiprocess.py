@@ -332,7 +332,8 @@ def cannot_run(backend: str) -> str | None:
 
         if "jax_cpu_collectives_implementation" not in jax.config.values:
             return (f"jax {jax.__version__} has no collectives between processes on the CPU; "
-                    "jax 0.4.27 or later has them (jax_cpu_collectives_implementation=gloo)")
+                    "a jax with the option jax_cpu_collectives_implementation has them "
+                    "(jax 0.10.2 does, gloo by default)")
     elif backend == "torch":
         return "the torch backend has no multi-process job here"
     return None
