@@ -3,9 +3,10 @@
 Run: `KERAS_BACKEND=jax python -m cbdsl.conformance.worker --device cpu` (what `cbdsl conform`
 does once per backend and device). The decision specs' rows run the `cases`, `differential`
 and `fit` sections, the artifact specs' rows the `artifacts` section (the `--quick` subset with
-`--quick`). Writes JSON lines on standard output: `plan` (the work ahead), `progress`, then
-`result` (per row, per section, with failures and timings) or `skipped` (the device is not
-there, and why). Everything else the libraries print goes to standard error.
+`--quick`), the `distributed` row the multi-process jobs. Writes JSON lines on standard output:
+`plan` (the work ahead), `progress`, then `result` (per row, per section, with failures and
+timings) or `skipped` (the device is not there, and why). Everything else the libraries print
+goes to standard error.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 STARTED = time.perf_counter()
-SECTIONS = ("language", "cases", "differential", "fit", "artifacts")
+SECTIONS = ("language", "cases", "differential", "fit", "artifacts", "distributed")
 GPU_SECTIONS = ("cases", "fit")  # generated traces and the language do not touch the device
 # the sections of each kind of row: the language, a decision spec, an artifact spec
 DECISION_SECTIONS = ("cases", "differential", "fit")
 ARTIFACT_SECTIONS = ("artifacts",)
+DISTRIBUTED = "distributed"  # the row and its one section: the multi-process jobs
 # rough seconds per unit of work on a CPU, so the progress bar moves evenly
-COST = {"language": 0.005, "case": 0.02, "example": 0.012, "fit": 2.0, "artifact": 1.0}
+COST = {"language": 0.005, "case": 0.02, "example": 0.012, "fit": 2.0, "artifact": 1.0,
+        "distributed": 300.0}
 
 
 class Protocol:
@@ -273,6 +276,30 @@ def run_artifacts(spec: str, protocol: Protocol, quick: bool = False) -> dict[st
     return section
 
 
+def run_distributed(protocol: Protocol) -> dict[str, Any]:
+    """The multi-process jobs of this backend (`cbdsl.conformance.multiprocess`): two
+    processes on 127.0.0.1 training together, the rule files beside Keras's classes, and
+    (TensorFlow) a worker killed and the job resumed."""
+    from cbdsl.conformance import multiprocess
+
+    backend = os.environ.get("KERAS_BACKEND", "")
+    why = multiprocess.cannot_run(backend)
+    if why:
+        protocol.advance(COST["distributed"], "distributed")
+        return _skip(why)
+    section = _section()
+    try:
+        found = multiprocess.problems(multiprocess.run_backend(backend))
+    except Exception as error:
+        found = [_crash(error)]
+    for problem in found:
+        _fail(section, problem.split(":", 1)[0], problem)
+    if not found:
+        section["passed"] = 1
+    protocol.advance(COST["distributed"], "distributed")
+    return section
+
+
 def plan(specs: list[str], sections: list[str], examples: int, quick: bool = False) -> float:
     """The work ahead, in the units of `COST`."""
     from cbdsl.conformance import fit
@@ -282,6 +309,8 @@ def plan(specs: list[str], sections: list[str], examples: int, quick: bool = Fal
     total = 0.0
     if "language" in sections:
         total += COST["language"] * len(case_paths("language"))
+    if DISTRIBUTED in sections:
+        total += COST["distributed"]
     for spec in specs:
         if spec in ARTIFACT_SPECS:
             if "artifacts" in sections:
@@ -374,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
             if spec in ARTIFACT_SPECS:
                 rows.setdefault(spec, {})["artifacts"] = timed("artifacts", lambda spec=spec: (
                     run_artifacts(spec, protocol, args.quick)))
+    if DISTRIBUTED in sections:
+        rows[DISTRIBUTED] = {DISTRIBUTED: timed(DISTRIBUTED, lambda: run_distributed(protocol))}
     coverage = None
     if args.coverage:
         from cbdsl.conformance import coverage as cover

@@ -50,7 +50,7 @@ def test_quick_run_passes_every_installed_backend(quick):
     done, data = quick
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert data["exit_status"] == 0
-    assert data["rows"] == ["language", *SPECS, *ARTIFACT_SPECS]
+    assert data["rows"] == ["language", *SPECS, *ARTIFACT_SPECS, "distributed"]
     assert list(data["columns"]) == [f"{b}/{d}" for d in DEVICES for b in BACKENDS]
     for backend in BACKENDS:
         cpu = [data["cells"][row][f"{backend}/cpu"] for row in ["language", *SPECS]]

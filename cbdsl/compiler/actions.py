@@ -120,7 +120,8 @@ class ActionCompiler:
                     return f"would append a line to {target}"
                 return f"would write {target}" if content else f"would empty {target}"
             with keras_errors(exprs, action, "E406"):
-                runtime.write_text(target, content, append=mode == "append", where=where)
+                runtime.write_text(target, content, append=mode == "append", where=where,
+                                   model=c.cb._model)
             return f"{mode} {target}"
         return write_file
 
@@ -259,7 +260,8 @@ class ActionCompiler:
             with keras_errors(exprs, action, "E406"):  # a missing folder: Keras's error
                 runtime.write_row(target, values, separator=given["separator"],
                                   header=bool(given["header"]), append=bool(given["append"]),
-                                  handles=c.cb.__dict__.setdefault("resources", {}))
+                                  handles=c.cb.__dict__.setdefault("resources", {}),
+                                  model=c.cb._model)
             return f"write row to {target}"
         return write_row
 
@@ -292,7 +294,8 @@ class ActionCompiler:
                 return f"would post {kind} to {target}"
             try:
                 sent = runtime.post(target, payload, kind=kind, headers=headers,
-                                    timeout=timeout, owner=owner, unhandled=otherwise is None)
+                                    timeout=timeout, owner=owner, unhandled=otherwise is None,
+                                    model=c.cb._model)
             except (TypeError, ValueError) as exc:  # a body JSON cannot hold (an array)
                 raise exprs.error(action.body, f"'post {kind}' cannot send it: {exc}",
                                   like=type(exc)) from exc

@@ -47,7 +47,10 @@ def save(model: Any, kind: str, path: str, where: str, owner: str = "ModelCheckp
     if not suffix or is_remote_path(path):  # Keras's own error names the path; no rename there
         _save_as(model, kind, path)
         return
-    partial = os.path.join(folder, f".{name[:len(name) - len(suffix)]}.partial{suffix}")
+    # one partial name per process: the processes of a multi-process job all save, as Keras's
+    # ModelCheckpoint does, possibly to one path on a shared file system
+    partial = os.path.join(folder, f".{name[:len(name) - len(suffix)]}.partial-{os.getpid()}"
+                                   f"{suffix}")
     try:
         _save_as(model, kind, partial)
         os.replace(partial, path)
@@ -70,20 +73,31 @@ def is_remote_path(path: str) -> bool:
     return file_utils.is_remote_path(path)
 
 
-def is_writer() -> bool:
+def is_writer(model: Any = None) -> bool:
     """Whether this process writes files: the first process of a multi-process job.
 
     Under one process (a single device, `MirroredStrategy`, JAX `DataParallel` on one host) the
     callbacks run once per event whatever the replicas, so the one process writes. In a
     multi-process job (JAX on several hosts, `MultiWorkerMirroredStrategy`, torch.distributed)
-    every process runs the callbacks and only the first writes.
+    every process runs the callbacks and only the first writes: JAX process 0, torch rank 0,
+    the TensorFlow chief, or worker 0 when the cluster has no chief.
+
+    Args:
+        model: the model being trained, whose TensorFlow strategy tells the worker apart when
+            `fit` runs outside `strategy.scope()` (as it usually does); None looks only at the
+            strategy in scope.
+
+    Returns:
+        True when this process writes.
     """
     jax = sys.modules.get("jax")
     if jax is not None and jax.process_count() > 1:
         return jax.process_index() == 0
     tf = sys.modules.get("tensorflow")
-    if tf is not None and tf.distribute.has_strategy():
-        resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+    if tf is not None:
+        strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else \
+            getattr(model, "_distribute_strategy", None)
+        resolver = getattr(strategy, "cluster_resolver", None)
         if resolver is not None and resolver.task_type not in (None, "chief"):
             has_chief = "chief" in resolver.cluster_spec().as_dict()
             return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
@@ -94,12 +108,13 @@ def is_writer() -> bool:
     return True
 
 
-def write_text(path: str, text: str, *, append: bool, where: str) -> None:
+def write_text(path: str, text: str, *, append: bool, where: str, model: Any = None) -> None:
     """`write` replaces a file's text; `append` adds the text and a newline. Folders are made.
 
-    Only the writing process of a multi-process job writes (see `is_writer`).
+    Only the writing process of a multi-process job writes (see `is_writer`, which reads
+    `model`'s strategy).
     """
-    if not is_writer():
+    if not is_writer(model):
         return
     if os.path.isdir(path):
         raise CbdslRuntimeError(Diagnostic(
@@ -123,7 +138,7 @@ def csv_cell(value: Any) -> Any:
 
 def write_row(path: str, row: dict[str, Any] | None, *, separator: str = ",",
               header: bool = False, append: bool = True,
-              handles: dict[str, Any] | None = None) -> None:
+              handles: dict[str, Any] | None = None, model: Any = None) -> None:
     """`write row`: a table's values as one CSV line at the end of a file, as Keras's CSVLogger.
 
     The line is written by `csv.writer` in the Excel dialect with `separator` as delimiter
@@ -132,13 +147,13 @@ def write_row(path: str, row: dict[str, Any] | None, *, separator: str = ",",
     (creating it). Folders are not created: a missing folder, a directory or an unwritable
     path raise Python's `OSError` (`FileNotFoundError`, `IsADirectoryError`,
     `PermissionError`), as Keras does. Only the writing process of a multi-process job writes
-    (see `is_writer`).
+    (see `is_writer`, which reads `model`'s strategy).
 
     Given `handles` (a callback's resources), the file stays open between rows, as Keras's
     CSVLogger keeps it, under `csv_file`, with the latest row's writer under `writer`; each
     line is flushed whole, and `close_rows` closes the file when training ends.
     """
-    if not is_writer():
+    if not is_writer(model):
         return
     if handles is not None:
         _kept_row(path, row, separator, header, append, handles)

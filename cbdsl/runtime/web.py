@@ -8,7 +8,7 @@ from cbdsl.runtime.files import is_writer
 
 
 def post(url: str, body: Any, *, kind: str, headers: dict[str, Any] | None, timeout: float,
-         owner: str, unhandled: bool = True) -> bool:
+         owner: str, unhandled: bool = True, model: Any = None) -> bool:
     """`post`: one HTTP POST of `body` to `url` with `requests`, as Keras's RemoteMonitor sends.
 
     `kind="json"` sends the body as JSON (`requests.post(url, json=body)`, content type
@@ -27,6 +27,7 @@ def post(url: str, body: Any, *, kind: str, headers: dict[str, Any] | None, time
         timeout: seconds, passed to `requests.post`.
         owner: the callback's name, for the ImportError.
         unhandled: raise a failed request's exception instead of returning False.
+        model: the model being trained (see `is_writer`).
 
     Returns:
         True when the server answered; False when the request failed with a
@@ -41,7 +42,7 @@ def post(url: str, body: Any, *, kind: str, headers: dict[str, Any] | None, time
         import requests
     except ImportError:
         raise ImportError(f"{owner} requires the `requests` library.") from None
-    if not is_writer():  # one request per event from a multi-process job, as files
+    if not is_writer(model):  # one request per event from a multi-process job, as files
         return True
     try:
         if kind == "json":

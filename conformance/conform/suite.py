@@ -21,26 +21,31 @@ from cbdsl.conformance.conform.workers import ColumnRun, run_column
 
 def rows_of(options: SuiteOptions) -> list[str]:
     """The table's rows: `language` (unless specs were named), then each rule file: the
-    decision specs, then the artifact specs."""
+    decision specs, then the artifact specs; last `distributed` (the multi-process jobs),
+    unless specs were named."""
     from cbdsl.conformance.artifacts import ARTIFACT_SPECS
     from cbdsl.conformance.specs import SPECS
+    from cbdsl.conformance.worker import DISTRIBUTED
 
-    return ([] if options.specs else ["language"]) + list(options.specs
-                                                          or [*SPECS, *ARTIFACT_SPECS])
+    if options.specs:
+        return list(options.specs)
+    return ["language", *SPECS, *ARTIFACT_SPECS, DISTRIBUTED]
 
 
 def sections_of(row: str) -> tuple[str, ...]:
     """The sections that have something to say about a row."""
     from cbdsl.conformance.artifacts import ARTIFACT_SPECS
-    from cbdsl.conformance.worker import ARTIFACT_SECTIONS, DECISION_SECTIONS
+    from cbdsl.conformance.worker import ARTIFACT_SECTIONS, DECISION_SECTIONS, DISTRIBUTED
 
-    if row == "language":
-        return ("language",)
+    if row in ("language", DISTRIBUTED):
+        return (row,)
     return ARTIFACT_SECTIONS if row in ARTIFACT_SPECS else DECISION_SECTIONS
 
 
 CPU_ONLY = {"artifacts": "runs on the CPU only: it compares the files and requests a fit "
-                         "leaves (the fit section runs on the device)"}
+                         "leaves (the fit section runs on the device)",
+            "distributed": "runs on the CPU only: its jobs are processes on 127.0.0.1 with a "
+                           "CPU device each"}
 QUICK_FIT_ORDER = ("torch", "jax", "tensorflow")  # fastest real fits first, as measured
 
 
@@ -74,6 +79,10 @@ def plan_columns(options: SuiteOptions) -> list[tuple[Column, list[str], dict[st
                         sections.remove(section)
                         not_run[section] = (f"--quick runs the real fits on one backend "
                                             f"({quick_fit})")
+            if options.quick and "distributed" in sections:
+                sections.remove("distributed")
+                not_run["distributed"] = ("--quick leaves out the multi-process jobs (the "
+                                          "full run has them)")
             if options.examples == 0 and "differential" in sections:
                 sections.remove("differential")
                 not_run["differential"] = "--examples 0"

@@ -93,8 +93,8 @@ def _render_timings(data: dict[str, Any], console: Any) -> None:
     if not data["timings"]:
         return
     keys = list(data["timings"])
-    order = ["startup", "language", "cases", "differential", "fit", "artifacts", "coverage",
-             "total"]
+    order = ["startup", "language", "cases", "differential", "fit", "artifacts", "distributed",
+             "coverage", "total"]
     names = [s for s in order if any(s in data["timings"][k] for k in keys)]
     table = Table(title="Time per section (seconds)")
     table.add_column("section")

@@ -96,7 +96,7 @@ def run_deferred(cb: Any) -> None:
     fit = _fit_of(cb.model)
     members = fit.members if fit else [cb]
     for capture in captures:
-        if is_writer():
+        if is_writer(cb.model):
             _write_state(cb.model, capture, members)
 
 
@@ -123,9 +123,11 @@ def backup_store(cb: Any, *, where: str, dir: Any, epochs_done: Any, batch_index
     with rules for this event has run them, so that the states are all of this moment; a
     stamp ties it to these weights."""
     directory, stamp = str(dir), uuid.uuid4().hex
-    if is_writer():
+    if is_writer(cb.model):
         _write_keras_backup(cb.model, directory, int(epochs_done), int(batch_index),
                             bool(keep_previous), stamp, where)
+    else:
+        _save_elsewhere(cb.model)
     fit = _fit_of(cb.model)
     members = [m for m in (fit.members if fit else [cb]) if cb.event in m.rules_by_event]
     last = members[-1] if cb in members else cb
@@ -152,6 +154,16 @@ def _write_keras_backup(model: Any, directory: str, epoch: int, batch: int,
     _whole(directory, WEIGHTS, lambda path: model.save_weights(path, overwrite=True))
     text = json.dumps({"epoch": epoch, "batch": batch, "cbdsl": stamp})
     _whole(directory, METADATA, lambda path: _write(path, text))
+
+
+def _save_elsewhere(model: Any) -> None:
+    """Save the weights to a temporary folder and remove them: in a multi-process job every
+    process takes part in saving (under JAX, `save_weights` is a collective that waits for
+    each process), and only the first keeps the file, in the backup directory."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_weights(os.path.join(folder, WEIGHTS), overwrite=True)
 
 
 def _whole(directory: str, name: str, write: Callable[[str], Any]) -> None:
@@ -356,7 +368,7 @@ def backup_clear(cb: Any, *, where: str, dir: Any) -> str:
     from keras.src.utils import file_utils
 
     directory = str(dir)
-    if not is_writer() or not file_utils.isdir(directory):
+    if not is_writer(cb.model) or not file_utils.isdir(directory):
         return ""
     for name in (WEIGHTS, METADATA, STATE):
         for path in (file_utils.join(directory, name),
