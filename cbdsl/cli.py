@@ -496,7 +496,7 @@ def run_replay_sweep(policy: str, logs: Sequence[str], sweeps: Sequence[str],
         grid = settings_of(parse_sweep(sweeps), fixed)
         runs, unreadable = read_runs(logs)
         for path, why in unreadable:
-            errors.print(f"[yellow]cannot read {path}: {why}[/]", highlight=False)
+            errors.print(f"cannot read {path}: {why}", style="yellow", **_VERBATIM)
         if not runs:
             print("cbdsl replay: error E501: no run could be read", file=sys.stderr)
             return EXIT_DIAGNOSTICS
@@ -522,11 +522,15 @@ def run_replay_sweep(policy: str, logs: Sequence[str], sweeps: Sequence[str],
             console.print(_assumed(metric, direction))
         failed = {r.path: r.error for s in result.settings for r in s.runs if r.error}
         for path, why in failed.items():
-            errors.print(f"[yellow]{path}: {why}[/]", highlight=False)
+            errors.print(f"{path}: {why}", style="yellow", **_VERBATIM)
     if image:
         where = plot_sweep(result, image)
-        (errors if as_json else console).print(f"plot: {where}")
+        (errors if as_json else console).print(f"plot: {where}", **_VERBATIM)
     return EXIT_CLEAN
+
+
+# a line naming files, printed as it is: no markup read in a path, no path cut at the width
+_VERBATIM = {"markup": False, "highlight": False, "soft_wrap": True}
 
 
 def _literal(text: str):
