@@ -77,6 +77,11 @@ class CompiledRule:
     condition_span: Span | None = None
     action_spans: list[Span] = field(default_factory=list)
 
+    @property
+    def spans(self) -> list[Span | None]:
+        """Where each action is written (the rule's place where the compiler gave none)."""
+        return self.action_spans or [self.span] * len(self.actions)
+
     def passes_filters(self, ctx: Context, counters: dict[str, int | None]) -> bool:
         for kind, counter, count in self.filters:
             index = counters.get(counter)
@@ -94,29 +99,30 @@ class CompiledRule:
         if self.filters and not self.passes_filters(ctx, counters):
             return
         cb = ctx.cb
-        state = cb.state
         at = self.span  # the part running: where an error without a place of its own is
+        checked: list[TrackerSpec] = []
         try:
-            checked = [t for t in self.trackers if t.only is None or t.only(ctx)]
-            values = []
-            for spec in checked:
-                at = spec.span
-                values.append(self.tracked(spec, spec.subject(ctx)))
-            for spec, value in zip(checked, values, strict=True):
-                tracker = state.trackers[spec.name]
-                snapshot = cb.model.get_weights if spec.keep_weights else None
-                ctx.results[spec.slot] = update_tracker(
-                    tracker, value, ctx.epoch or 0, stalls=spec.stalls,
-                    min_delta=spec.min_delta, baseline=spec.baseline, snapshot=snapshot)
-            at = self.condition_span
-            if self.condition is not None and not self.condition(ctx):
-                return
+            if self.trackers:
+                checked = [t for t in self.trackers if t.only is None or t.only(ctx)]
+                values = []
+                for spec in checked:
+                    at = spec.span
+                    values.append(self.tracked(spec, spec.subject(ctx)))
+                trackers = cb.state.trackers
+                for spec, value in zip(checked, values, strict=True):
+                    snapshot = cb.model.get_weights if spec.keep_weights else None
+                    ctx.results[spec.slot] = update_tracker(
+                        trackers[spec.name], value, ctx.epoch or 0, stalls=spec.stalls,
+                        min_delta=spec.min_delta, baseline=spec.baseline, snapshot=snapshot)
+            if self.condition is not None:
+                at = self.condition_span
+                if not self.condition(ctx):
+                    return
             at = self.span
             for name in self.reads:  # before any action: a rule runs whole or not at all
                 ctx.metric(name)
             done = []
-            spans = self.action_spans or [self.span] * len(self.actions)
-            for action, span in zip(self.actions, spans, strict=True):
+            for action, span in zip(self.actions, self.spans, strict=True):
                 at = span
                 done.append(action(ctx))
         except MissingMetric as missing:
@@ -129,6 +135,7 @@ class CompiledRule:
             if located is error:
                 raise
             raise located from error.__cause__
+        state = cb.state
         if not self.stops:  # a stall acted on starts a new count; a stop keeps it, as Keras
             for spec in checked:  # (a predicate not checked here, `only`, is left as it is)
                 if spec.stalls is not None:
