@@ -282,7 +282,7 @@ def test_tensorboard_writes_nothing_extra_and_reads_back_the_logs(tmp_path):
     assert sorted(train) == ["epoch_learning_rate", "epoch_loss", "epoch_mae", "keras"]
 
 
-@pytest.mark.parametrize("profile_batch", ["1,2,3", -1, (5, 2), "x"])
+@pytest.mark.parametrize("profile_batch", ["1,2,3", -1, (5, 2), "x", "3"])
 def test_a_bad_profile_batch_is_refused(profile_batch):
     with pytest.raises(ValueError) as keras_error:
         keras.callbacks.TensorBoard(profile_batch=profile_batch)
@@ -293,6 +293,14 @@ def test_a_bad_profile_batch_is_refused(profile_batch):
     with pytest.raises(ValueError) as ours:
         dropin.TensorBoard(profile_batch=profile_batch)
     assert str(ours.value) == str(keras_error.value)
+
+
+@pytest.mark.parametrize("profile_batch", ["2,4", " 2, 4", (2, 4), 3, 0])
+def test_a_profile_batch_keras_takes_is_taken(profile_batch, tmp_path):
+    """A range written as a string ("2,4") is read as Keras reads it, with int()."""
+    keras.callbacks.TensorBoard(str(tmp_path / "k"), profile_batch=profile_batch)
+    callback = dropin.TensorBoard(str(tmp_path / "d"), profile_batch=profile_batch)
+    assert callback.profile_batch == profile_batch
 
 
 def test_effects_are_checked_like_functions():
