@@ -167,7 +167,11 @@ def test_cli_sweeps_reports_json_and_plots(tmp_path, capsys):
     assert main(["replay", str(tmp_path / "p.cbd"), "--log", str(tmp_path / "r*.csv"),
                  "--sweep", "patience=1,3"]) == 0
     out = capsys.readouterr().out
-    assert "patience=1" in out and "3/3" in out and "Pareto" in out
+    assert "3/3" in out and "Pareto" in out
+    rows = [line.split("│") for line in out.splitlines() if line.startswith("│")]
+    header = next(line for line in out.splitlines() if "patience" in line)
+    assert header.split("┃")[1].strip() == "patience"  # a column per swept parameter
+    assert [row[1].strip() for row in rows] == ["1", "3"]
     assert main(["replay", str(tmp_path / "p.cbd"), "--log", str(tmp_path),
                  "--sweep", "patience=3..1"]) == 1
     assert "E503" in capsys.readouterr().err

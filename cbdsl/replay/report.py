@@ -10,8 +10,14 @@ from cbdsl.replay.sweep import Sweep
 
 
 def _setting_text(setting: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
-                     for k, v in setting.items()) or "(defaults)"
+    return ", ".join(f"{k}={_value(v)}" for k, v in setting.items()) or "(defaults)"
+
+
+def _value(value: Any) -> str:
+    """A parameter's value as a rule file writes it."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "none"}[value]
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _number(value: float) -> str:
@@ -31,7 +37,10 @@ def sweep_table(result: Sweep, title: str = "Replay") -> Any:
         f"stopped: runs stopped early; regret: how much worse the kept {judged} is than "
         "the run's best (worst: the largest); exact: runs whose learning rate never left the "
         "recorded one; * on the Pareto front"))
-    table.add_column("setting", overflow="fold", min_width=12)
+    # one column per parameter the settings give, so that no value is cut to fit
+    names = list(dict.fromkeys(k for s in result.settings for k in s.setting))
+    for name in names or ["setting"]:
+        table.add_column(name, no_wrap=True)
     for name in ("stopped", "epochs run", "saved", "mean regret", "worst", "exact"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("", overflow="fold")
@@ -47,8 +56,10 @@ def sweep_table(result: Sweep, title: str = "Replay") -> Any:
         unverified = sum(r.lr_unverified for r in s.replayed)
         if unverified:
             notes.append(f"{unverified} lr unverified")
+        given = [_value(s.setting[k]) if k in s.setting else "" for k in names] if names \
+            else ["(defaults)"]
         table.add_row(
-            _setting_text(s.setting), f"{s.stopped_early}/{replayed}",
+            *given, f"{s.stopped_early}/{replayed}",
             f"{s.epochs_run:,}/{s.epochs_recorded:,}", f"{s.saved_percent:.1f}%",
             _number(s.mean_regret), _number(s.worst_regret), f"{s.exact}/{replayed}",
             ("* " if i in front else "") + "; ".join(notes))
