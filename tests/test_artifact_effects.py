@@ -190,6 +190,16 @@ def test_state_keeps_its_types_through_a_backup(tmp_path):
     assert history.history["earlier"] == [4, 6]
 
 
+def test_a_backup_cleared_after_it_is_stored_in_one_event_is_gone(tmp_path):
+    """`backup.store` writes the rules' state once the event's rules have run; a
+    `backup.clear` of the same directory later in that event clears that pending write too."""
+    folder = tmp_path / "bk"
+    (policy,) = cbdsl.compile(f'on epoch_end do backup.store("{folder}", epoch + 1), '
+                              f'backup.clear("{folder}")')
+    effects._fit(effects._model(), [policy], epochs=2)
+    assert not folder.exists()
+
+
 def test_backup_of_an_unbuilt_model_is_refused_as_keras_refuses(tmp_path):
     model = keras.Sequential([keras.layers.Dense(1)])
     model.compile("sgd", "mse")

@@ -1122,6 +1122,11 @@ def test_lists_go_where_lists_go():
     ('on epoch_end do log y = -lookup({"a": 1}, "b")',
      "'-' needs a number, and this is none where the table has no such entry"),
     ('on epoch_end do log y = log(-1)', "log(-1) fails: math domain error"),
+    # an exposed attribute's expression is checked as a rule's
+    ("callback C(d = 0) {\n  expose x = d()\n  on epoch_end do stop\n}\nuse C()",
+     "unknown function 'd'"),
+    ("callback C() {\n  expose x = w.best + 1\n  on epoch_end when loss stalls 2 as w do stop\n}"
+     "\nuse C()", "'+' needs values, and 'w.best' is none until the tracker's first check"),
     # the names a loop binds have the types of what it goes through
     ('var t = {"a": "x"}\non epoch_end do for k, v in t do (log [k] = v + 1)',
      "'+' needs numbers, not a str"),

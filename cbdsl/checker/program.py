@@ -304,6 +304,8 @@ class Checker(Resolution, ParameterChecks, ConflictChecks):
                                 did_you_mean(node.id, readable)
                                 if isinstance(node, n.Name) else None)
                     break
+            else:  # functions known, typed and called as they take, as in a rule
+                RuleChecker(self, scope, exposure).check_expr(exposure.value)
 
     def _check_requirement(self, requirement: n.Require, definition: Definition) -> None:
         """`require` reads only parameters and constants: it runs before training starts."""

@@ -163,6 +163,8 @@ class Scope:
         """Record the guards of every expression of `definition` (see `guard`)."""
         for var in definition.variables:
             self.guard(var.value)
+        for exposure in definition.exposures:
+            self.guard(exposure.value)
         for rule in definition.rules:
             self.guard(rule.condition)
             facts = self.facts(rule.condition, True)

@@ -368,6 +368,9 @@ def backup_clear(cb: Any, *, where: str, dir: Any) -> str:
     from keras.src.utils import file_utils
 
     directory = str(dir)
+    fit = _fit_of(cb.model)
+    for member in (fit.members if fit else [cb]):  # a backup stored earlier in this event:
+        member.deferred = [c for c in member.deferred if c.dir != directory]  # cleared too
     if not is_writer(cb.model) or not file_utils.isdir(directory):
         return ""
     for name in (WEIGHTS, METADATA, STATE):
