@@ -66,6 +66,9 @@ def sweep_table(result: Sweep, title: str = "Replay") -> Any:
     return table
 
 
+_NAMED = 8  # settings a figure names each of; beyond, only the Pareto front's
+
+
 def plot_sweep(result: Sweep, path: str | Path) -> Path:
     """Save a figure: one point per setting, epochs saved (per cent) against mean regret, the
     worst regret as a bar above it, and the Pareto front joined and marked.
@@ -91,10 +94,16 @@ def plot_sweep(result: Sweep, path: str | Path) -> Path:
         ax.plot([xs[i] for i in ordered], [ys[i] for i in ordered], color="tab:red",
                 marker="o", markerfacecolor="none", markersize=11, zorder=4,
                 label="Pareto front")
-    for i, s in enumerate(result.settings):
-        ax.annotate(_setting_text(s.setting), (xs[i], ys[i]), textcoords="offset points",
-                    xytext=(6, 4), fontsize=7,
+    # every setting named where few; else the front's (the table names them all)
+    named = [i for i in range(len(xs)) if len(xs) <= _NAMED or i in front]
+    for k, i in enumerate(sorted(named, key=lambda i: xs[i])):
+        ax.annotate(_setting_text(result.settings[i].setting), (xs[i], ys[i]),
+                    textcoords="offset points", xytext=(6, 6 if k % 2 else -12), fontsize=7,
                     color="tab:red" if i in front else "black")
+    shown = [y for y in (*ys, *worst) if math.isfinite(y) and y > 0]
+    if shown and max(shown) > 100 * min(shown):  # regrets spread over decades
+        ax.set_yscale("symlog", linthresh=min(shown))
+    ax.margins(x=0.15, y=0.1)
     first = result.settings[0] if result.settings else None
     ax.set_xlabel("epochs saved (% of the epochs recorded)")
     ax.set_ylabel(f"regret of the kept {first.monitor if first else 'value'}")
