@@ -1127,6 +1127,10 @@ def test_lists_go_where_lists_go():
      "unknown function 'd'"),
     ("callback C() {\n  expose x = w.best + 1\n  on epoch_end when loss stalls 2 as w do stop\n}"
      "\nuse C()", "'+' needs values, and 'w.best' is none until the tracker's first check"),
+    # a guard holds until an action sets the variable to what may be none
+    ("var x = 0\non epoch_begin do set x = none\n"
+     "on epoch_end when x != none do set x = lookup({1: 2}, epoch), log y = x + 1",
+     "'+' needs values, and 'x' may be none (a value set to it may be)"),
     # the names a loop binds have the types of what it goes through
     ('var t = {"a": "x"}\non epoch_end do for k, v in t do (log [k] = v + 1)',
      "'+' needs numbers, not a str"),
@@ -1149,6 +1153,8 @@ def test_typed_collections_and_optionals_are_checked(source, message):
     "on epoch_end when loss stalls 2 as w do stop\n"
     'on train_end when not (w.best == none) do print "{w.best:.3f}"',
     "param b: float = none\non epoch_end when b != none and loss < b do stop",
+    "var x = 0\non epoch_begin do set x = none\n"
+    "on epoch_end when x != none do set x = 3, log y = x + 1",
     "param t = {1: 0.1}\non epoch_end do lr = lookup(t, epoch, lr)",
     # a step table from 0 always has a step for a counter
     "on epoch_begin do lr = piecewise({0: 0.1, 5: 0.01}, epoch)",

@@ -170,6 +170,7 @@ class Scope:
             facts = self.facts(rule.condition, True)
             for action in rule.actions:
                 self.guard(action, facts)
+                facts -= _reset(action)  # `set x = ...` may undo a guard on x for the rest
 
     def type_variables(self, definition: Definition) -> None:
         """Each state variable's type: of its initial value joined with every value a `set`
@@ -240,7 +241,9 @@ class Scope:
                 stack.append((node.iterable, held))
                 stack.append((node.condition, held))
                 inside = held | self.facts(node.condition, True)
-                stack.extend((action, inside) for action in node.actions)
+                for action in node.actions:
+                    stack.append((action, inside))
+                    inside -= _reset(action)
             elif isinstance(node, n.Conditional):
                 stack.append((node.cond, held))
                 stack.append((node.then, held | self.facts(node.cond, True)))
@@ -277,6 +280,14 @@ _ROUNDS = 8  # how often the variables' types are joined with their `set`s befor
 def _held(kind: str) -> str:
     """The type of an entry read from a collection holding `kind`: nothing read yet is any."""
     return "any" if kind == "nothing" else kind
+
+
+def _reset(action: n.Node) -> frozenset[str]:
+    """The variables an action sets to what may be none: a guard on them ends there."""
+    literal = n.Number | n.String | n.Bool | n.Table
+    return frozenset(node.var.name for node in walk(action) if isinstance(node, n.Set)
+                     and node.index is None and node.op == "="
+                     and not isinstance(node.value, literal))
 
 
 def _key(expr: n.Expr) -> str | None:
