@@ -3,6 +3,8 @@ imports, uses and rule libraries resolved from files."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 import cbdsl
 from cbdsl.checker import CheckedProgram
 from cbdsl.diagnostics import CODES, CbdslCheckError, CbdslSyntaxError
+from cbdsl.dryrun import StubModel
 
 
 @pytest.fixture(autouse=True)
@@ -1199,3 +1202,42 @@ def test_sorted_keys_are_accepted_exactly_when_they_order(kinds):
         logs = {"loss": 0.25}
         cb.on_epoch_end(3, logs)
         assert logs["n"] == len({_KEYS[k] for k in kinds})
+
+
+_USES = {"arithmetic": "log y = {v} * 2", "order": "log y = {v} < 1",
+         "format": 'print "{{{v}:.3f}}"', "rate": "lr = {v}"}
+_GUARDS = {  # how the using rule is guarded, and whether that makes `w.best` present
+    "none": ("", False), "condition": ("when w.best != none", True),
+    "negated": ("when not (w.best == none)", True),
+    # `or` guards its own right side (accepted there), not the rule's actions
+    "or": ("when w.best == none or w.best > 0", False),
+    "own predicate": ("when loss stalls 3 as w", True),
+    "other predicate": ("when val_loss stalls 3 as v", False),
+}
+
+
+@given(st.sampled_from(sorted(_USES)), st.sampled_from(sorted(_GUARDS)),
+       st.lists(st.sampled_from([0.5, None, 0.25]), min_size=1, max_size=4))
+@settings(max_examples=60, deadline=None)
+def test_a_tracker_best_is_accepted_exactly_where_guarded_and_then_runs(use, guard, losses):
+    """Generated programs: `w.best` used in one of four ways under one of six guards is
+    accepted exactly when the guard makes it present, and an accepted program never raises
+    anything but a CbdslError, whatever the losses (None: the metric is missing)."""
+    condition, present = _GUARDS[guard]
+    tracker = "" if guard == "own predicate" else "on epoch_end when loss stalls 3 as w do stop\n"
+    action = _USES[use].format(v="w.best")
+    source = f"{tracker}on epoch_end {condition} do {action}\n"
+    found = [d.message for d in cbdsl.check(source).diagnostics if d.severity == "error"] \
+        if present else [d.message for d in check_error(source).diagnostics]
+    assert (found == []) == present, (source, found)
+    if present:
+        (cb,) = cbdsl.compile(source)
+        cb.set_model(StubModel(0.1))
+        for epoch, loss in enumerate(losses):
+            logs = {} if loss is None else {"loss": loss, "val_loss": loss}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    cb.on_epoch_end(epoch, logs)
+            except cbdsl.CbdslError:
+                pass
