@@ -16,6 +16,7 @@ from cbdsl.compiler.actions import ActionCompiler, text_of
 from cbdsl.compiler.expressions import ExprCompiler, name_reader
 from cbdsl.diagnostics import (
     CbdslCompileError,
+    CbdslRuntimeError,
     Diagnostic,
     RequirementError,
 )
@@ -209,7 +210,16 @@ class DefinitionCompiler(ActionCompiler):
             return c.cb.state.stopped_epoch + 1
         if "." in name:
             tracker, attr = name.split(".", 1)
-            value = getattr(c.cb.state.trackers[tracker], attr)
+            named = {node.alias.name for rule in self.definition.rules
+                     for node in trackers_of(rule) if node.alias is not None}
+            if tracker not in named or attr not in language.TRACKER_FIELDS:
+                # a template made while training (`print text + "{x.y}"`): checked here
+                raise CbdslRuntimeError(Diagnostic("E215", (
+                    f"{exprs.where}: template field '{{{name}}}': "
+                    + (f"no tracker named '{tracker}'" if tracker not in named else
+                       f"trackers have no field '{attr}'"))))
+            state = c.cb.state.trackers.get(tracker) or runtime.TrackerState()
+            value = getattr(state, attr)  # a tracker whose rule is not built reads as fresh
             return value + 1 if attr == "best_epoch" else value
         if name in self.definition.params or name in self.variables:
             return exprs.visit_Name(n.Name(name))(c)
