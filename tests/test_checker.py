@@ -1130,6 +1130,9 @@ def test_lists_go_where_lists_go():
      "unknown function 'd'"),
     ("callback C() {\n  expose x = w.best + 1\n  on epoch_end when loss stalls 2 as w do stop\n}"
      "\nuse C()", "'+' needs values, and 'w.best' is none until the tracker's first check"),
+    # a call of the wrong arity is typed by the plain result, and refused for its arity
+    ("on epoch_end do lr = piecewise()", "'piecewise' takes 2 to 3 arguments, 0 given"),
+    ("on epoch_end do cooldown lookup(weights = 5)", "'lookup' takes 2 to 3 arguments, 0 given"),
     # a guard holds until an action sets the variable to what may be none
     ("var x = 0\non epoch_begin do set x = none\n"
      "on epoch_end when x != none do set x = lookup({1: 2}, epoch), log y = x + 1",

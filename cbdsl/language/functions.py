@@ -93,8 +93,10 @@ class Function:
     result_of: Callable[[tuple[str, ...]], str] | None = None
 
     def result_type(self, args: tuple[str, ...]) -> str:
-        """The type of a call's result, given its arguments' types."""
-        return self.result_of(args) if self.result_of is not None else self.result
+        """The type of a call's result, given its arguments' types (the plain result for a
+        call of the wrong arity, which the checker refuses on its own)."""
+        fits = self.min_args <= len(args) and (self.max_args is None or len(args) <= self.max_args)
+        return self.result_of(args) if self.result_of is not None and fits else self.result
 
     @property
     def reads_event(self) -> bool:
