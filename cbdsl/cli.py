@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 EXIT_CLEAN, EXIT_DIAGNOSTICS, EXIT_USAGE = 0, 1, 2
 DEMO_POLICY = "demo.cbd"
@@ -415,13 +416,9 @@ def run_replay(policy: str, log: str, lr: float | None, settings: Sequence[str],
     from cbdsl.diagnostics import CbdslError
     from cbdsl.replay import plot, read_log, replay
 
-    params = {}
-    for item in settings:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            print(f"cbdsl replay: --set takes NAME=VALUE, got {item!r}", file=sys.stderr)
-            return EXIT_USAGE
-        params[name] = _literal(value)
+    params = _settings(settings)
+    if params is None:
+        return EXIT_USAGE
     console = Console()
     try:
         epochs = read_log(log)
@@ -481,13 +478,9 @@ def run_replay_sweep(policy: str, logs: Sequence[str], sweeps: Sequence[str],
     from cbdsl.diagnostics import CbdslError
     from cbdsl.replay import parse_sweep, plot_sweep, read_runs, settings_of, sweep, sweep_table
 
-    fixed = {}
-    for item in settings:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            print(f"cbdsl replay: --set takes NAME=VALUE, got {item!r}", file=sys.stderr)
-            return EXIT_USAGE
-        fixed[name] = _literal(value)
+    fixed = _settings(settings)
+    if fixed is None:
+        return EXIT_USAGE
     if jobs is not None and jobs < 1:
         print(f"cbdsl replay: --jobs takes a positive number, got {jobs}", file=sys.stderr)
         return EXIT_USAGE
@@ -531,6 +524,18 @@ def run_replay_sweep(policy: str, logs: Sequence[str], sweeps: Sequence[str],
 
 # a line naming files, printed as it is: no markup read in a path, no path cut at the width
 _VERBATIM = {"markup": False, "highlight": False, "soft_wrap": True}
+
+
+def _settings(items: Sequence[str]) -> dict[str, Any] | None:
+    """`--set NAME=VALUE` options as parameters, or None (said on stderr) for a malformed one."""
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            print(f"cbdsl replay: --set takes NAME=VALUE, got {item!r}", file=sys.stderr)
+            return None
+        params[name] = _literal(value)
+    return params
 
 
 def _literal(text: str):
