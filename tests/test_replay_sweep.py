@@ -255,3 +255,13 @@ def test_replays_of_keras_recorded_runs_stop_where_keras_stopped(tmp_path):
 def test_replays_of_each_backends_recorded_runs(tmp_path, backend):
     facts = run_on_backend([str(WORKER), str(tmp_path)], backend, timeout=600)
     _check_recorded(tmp_path, facts)
+
+
+def test_a_malformed_set_is_refused_in_one_run_and_in_a_sweep(tmp_path, capsys):
+    (tmp_path / "p.cbd").write_text("param patience = 2\n"
+                                    "use keras.early_stopping(patience = patience)\n")
+    (tmp_path / "r.csv").write_text("epoch,loss\n0,1.0\n1,0.5\n")
+    for sweeping in ([], ["--sweep", "patience=1,2"]):
+        assert main(["replay", str(tmp_path / "p.cbd"), "--log", str(tmp_path / "r.csv"),
+                     "--set", "1x=3", *sweeping]) == 2
+        assert "--set takes NAME=VALUE, got '1x=3'" in capsys.readouterr().err
